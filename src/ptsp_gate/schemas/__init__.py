@@ -1,0 +1,1 @@
+"""The v1 contract: event payloads, identifiers and the CloudEvents envelope."""

@@ -1,0 +1,125 @@
+"""CloudEvents 1.0 over Kafka (protocol binding): decoding inbound records, encoding outbound ones.
+
+Binary content mode is the contract's default (attributes in `ce_*` headers, value = JSON data);
+structured mode (`content-type: application/cloudevents+json`, the whole event as JSON) is accepted
+on input. Everything here is pure: records in, values or `EnvelopeError` out.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+SPECVERSION = "1.0"
+JSON_CONTENT_TYPE = "application/json"
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+
+Headers = list[tuple[str, bytes]]
+
+
+class EnvelopeError(ValueError):
+    """The record is not a usable CloudEvent. `code` is stable (DLQ header, metric label)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class CloudEvent:
+    id: str
+    source: str
+    type: str
+    time: datetime | None
+    data: Any
+
+
+def header_map(headers: Headers) -> dict[str, str]:
+    """Headers as text; undecodable values are replaced rather than failing the whole record."""
+    return {k.lower(): v.decode("utf-8", "replace") if v is not None else "" for k, v in headers}
+
+
+def _parse_time(raw: str | None) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise EnvelopeError("MALFORMED_ENVELOPE", f"ce time is not RFC 3339: {raw[:64]!r}") from exc
+    if value.tzinfo is None:
+        raise EnvelopeError("MALFORMED_ENVELOPE", "ce time has no UTC offset")
+    return value
+
+
+def _required(attrs: dict[str, Any], name: str) -> str:
+    value = attrs.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise EnvelopeError("MALFORMED_ENVELOPE", f"CloudEvents attribute '{name}' is missing")
+    if len(value) > 256:
+        raise EnvelopeError("MALFORMED_ENVELOPE", f"CloudEvents attribute '{name}' is too long")
+    return value
+
+
+def _json(value: bytes) -> Any:
+    try:
+        return json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EnvelopeError("MALFORMED_JSON", f"value is not UTF-8 JSON: {exc}") from exc
+
+
+def decode(headers: Headers, value: bytes | None) -> CloudEvent:
+    """Decode one Kafka record into a CloudEvent whose `data` is parsed JSON."""
+    hmap = header_map(headers)
+    content_type = hmap.get("content-type", "").split(";")[0].strip().lower()
+    if value is None:
+        raise EnvelopeError("MALFORMED_ENVELOPE", "record has no value (tombstone)")
+    if content_type == STRUCTURED_CONTENT_TYPE:
+        envelope = _json(value)
+        if not isinstance(envelope, dict):
+            raise EnvelopeError("MALFORMED_ENVELOPE", "structured event is not a JSON object")
+        attrs: dict[str, Any] = envelope
+        data = envelope.get("data")
+        if data is None and "data_base64" in envelope:
+            raise EnvelopeError("MALFORMED_ENVELOPE", "data_base64 is not accepted: send JSON data")
+        time_raw = envelope.get("time")
+        if time_raw is not None and not isinstance(time_raw, str):
+            raise EnvelopeError("MALFORMED_ENVELOPE", "ce time is not a string")
+    else:
+        if content_type and content_type != JSON_CONTENT_TYPE:
+            raise EnvelopeError(
+                "MALFORMED_ENVELOPE", f"content-type {content_type!r} is not {JSON_CONTENT_TYPE}"
+            )
+        attrs = {k[3:]: v for k, v in hmap.items() if k.startswith("ce_")}
+        data = _json(value)
+        time_raw = attrs.get("time")
+    if attrs.get("specversion") != SPECVERSION:
+        raise EnvelopeError(
+            "MALFORMED_ENVELOPE", f"ce specversion must be {SPECVERSION}, got {attrs.get('specversion')!r}"
+        )
+    return CloudEvent(
+        id=_required(attrs, "id"),
+        source=_required(attrs, "source"),
+        type=_required(attrs, "type"),
+        time=_parse_time(time_raw),
+        data=data,
+    )
+
+
+def binary_headers(
+    *, event_id: str, source: str, ce_type: str, time: datetime, subject: str | None = None
+) -> Headers:
+    """Headers of a binary-mode CloudEvent carrying JSON data."""
+    headers: Headers = [
+        ("ce_specversion", SPECVERSION.encode()),
+        ("ce_id", event_id.encode()),
+        ("ce_source", source.encode()),
+        ("ce_type", ce_type.encode()),
+        ("ce_time", time.isoformat().encode()),
+        ("content-type", JSON_CONTENT_TYPE.encode()),
+    ]
+    if subject is not None:
+        headers.append(("ce_subject", subject.encode()))
+    return headers
