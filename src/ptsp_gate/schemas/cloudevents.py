@@ -35,6 +35,7 @@ class CloudEvent:
     type: str
     time: datetime | None
     data: Any
+    structured: bool = False
 
 
 def header_map(headers: Headers) -> dict[str, str]:
@@ -63,9 +64,18 @@ def _required(attrs: dict[str, Any], name: str) -> str:
     return value
 
 
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _json(value: bytes) -> Any:
     try:
-        return json.loads(value)
+        # Decode explicitly: json.loads(bytes) would also accept UTF-16/32 (RFC 8259: UTF-8 only).
+        return json.loads(value.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EnvelopeError("MALFORMED_JSON", f"value is not UTF-8 JSON: {exc}") from exc
 
@@ -92,12 +102,20 @@ def decode(headers: Headers, value: bytes | None) -> CloudEvent:
             raise EnvelopeError(
                 "MALFORMED_ENVELOPE", f"content-type {content_type!r} is not {JSON_CONTENT_TYPE}"
             )
+        for name, raw in headers:
+            if name.lower().startswith("ce_") and raw is not None and not _is_utf8(raw):
+                # header_map replaced the bad bytes; an attribute (ce_id is the idempotency key)
+                # must not be silently altered, so the record is refused instead.
+                raise EnvelopeError(
+                    "MALFORMED_ENVELOPE", f"CloudEvents attribute header {name!r} is not UTF-8"
+                )
         attrs = {k[3:]: v for k, v in hmap.items() if k.startswith("ce_")}
         data = _json(value)
         time_raw = attrs.get("time")
     if attrs.get("specversion") != SPECVERSION:
         raise EnvelopeError(
-            "MALFORMED_ENVELOPE", f"ce specversion must be {SPECVERSION}, got {attrs.get('specversion')!r}"
+            "MALFORMED_ENVELOPE",
+            f"ce specversion must be {SPECVERSION}, got {attrs.get('specversion')!r}",
         )
     return CloudEvent(
         id=_required(attrs, "id"),
@@ -105,6 +123,7 @@ def decode(headers: Headers, value: bytes | None) -> CloudEvent:
         type=_required(attrs, "type"),
         time=_parse_time(time_raw),
         data=data,
+        structured=content_type == STRUCTURED_CONTENT_TYPE,
     )
 
 
@@ -112,6 +131,9 @@ def binary_headers(
     *, event_id: str, source: str, ce_type: str, time: datetime, subject: str | None = None
 ) -> Headers:
     """Headers of a binary-mode CloudEvent carrying JSON data."""
+    if time.utcoffset() is None:
+        # RFC 3339 needs an offset; `decode` would refuse the event this would produce.
+        raise ValueError("ce time must be timezone-aware")
     headers: Headers = [
         ("ce_specversion", SPECVERSION.encode()),
         ("ce_id", event_id.encode()),

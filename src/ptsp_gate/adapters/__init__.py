@@ -1,0 +1,1 @@
+"""Edges of the system: PostgreSQL, Kafka and the embedded stand-ins for local work."""

@@ -1,0 +1,1 @@
+"""The `ptsp-gate` command."""

@@ -1,0 +1,176 @@
+"""What each subcommand does. Kept apart from argument parsing so tests can call them directly."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from ptsp_gate.cli.main import CommandError
+from ptsp_gate.config import Settings
+
+
+async def dispatch(args: argparse.Namespace) -> int:
+    settings = Settings()
+    handler = {
+        "dev": _dev,
+        "run": _run,
+        "migrate": _migrate,
+        "broker": _broker,
+        "flagged": _flagged,
+        "employer": _employer,
+    }[args.command]
+    return await handler(args, settings)
+
+
+@contextlib.asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[str]:
+    """The configured database, or the embedded one kept under the data directory."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    from ptsp_gate.adapters.embedded import EmbeddedPostgres
+
+    pg = EmbeddedPostgres()
+    try:
+        dsn = pg.start(settings.data_dir / "pgdata")
+    except Exception as exc:
+        raise CommandError(f"cannot start the embedded PostgreSQL: {exc}") from exc
+    try:
+        yield dsn
+    finally:
+        pg.stop()
+
+
+async def _connect(dsn: str):  # type: ignore[no-untyped-def]
+    from ptsp_gate.adapters.postgres import connect
+
+    try:
+        return await connect(dsn)
+    except Exception as exc:
+        raise CommandError(f"cannot connect to PostgreSQL: {exc}") from exc
+
+
+async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from ptsp_gate.adapters import migrations
+
+    async with database(settings) as dsn:
+        conn = await _connect(dsn)
+        try:
+            applied = await migrations.migrate(conn)
+        except migrations.MigrationError as exc:
+            raise CommandError(str(exc)) from exc
+        finally:
+            await conn.close()
+    print("applied: " + ", ".join(applied) if applied else "database schema is current")
+    return 0
+
+
+async def _flagged(args: argparse.Namespace, settings: Settings) -> int:
+    from ptsp_gate.adapters import migrations
+    from ptsp_gate.reports import queries, render
+
+    async with database(settings) as dsn:
+        conn = await _connect(dsn)
+        try:
+            if await migrations.pending(conn):
+                raise CommandError("database schema is behind: run `ptsp-gate migrate`")
+            rows = await queries.flagged(conn, region=args.region, reason=args.reason)
+        finally:
+            await conn.close()
+    sys.stdout.write(render.flagged(rows, args.format))
+    return 0
+
+
+async def _employer(args: argparse.Namespace, settings: Settings) -> int:
+    from ptsp_gate.adapters import migrations
+    from ptsp_gate.reports import queries, render
+
+    async with database(settings) as dsn:
+        conn = await _connect(dsn)
+        try:
+            if await migrations.pending(conn):
+                raise CommandError("database schema is behind: run `ptsp-gate migrate`")
+            report = await queries.employer(conn, args.nib)
+        finally:
+            await conn.close()
+    if report["enrolment"] is None and not report["decisions"]:
+        sys.stdout.write(render.employer(report, args.format))
+        return 3  # nothing known: distinguishable by scripts, not an error
+    sys.stdout.write(render.employer(report, args.format))
+    return 0
+
+
+async def _broker(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from ptsp_gate.adapters.embedded import run_broker
+
+    topics = [settings.topic_applications, settings.topic_enrolment, settings.topic_decisions,
+              settings.dlq_topic(settings.topic_applications),
+              settings.dlq_topic(settings.topic_enrolment)]
+    path = Path(args.bootstrap_file) if args.bootstrap_file else None
+    await asyncio.to_thread(run_broker, args.brokers, args.partitions, topics, path)
+    return 0
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from ptsp_gate.observability.logging import configure
+    from ptsp_gate.services.runtime import Service, StartupError
+
+    missing = [n for n, v in (("KAFKA_BOOTSTRAP_SERVERS", settings.kafka_bootstrap_servers),
+                              ("DATABASE_URL", settings.database_url)) if not v]
+    if missing:
+        raise CommandError(f"{' and '.join(missing)} must be set (or use `ptsp-gate dev`)")
+    configure(settings.log_level, settings.log_format)
+    service = Service(_spec(args.service, settings), settings)
+    service.metrics.build.info({"version": _version(), "policy_version": _policy_version(settings)})
+    try:
+        await service.open()
+    except StartupError as exc:
+        raise CommandError(str(exc)) from exc
+    server = uvicorn.Server(
+        uvicorn.Config(service.asgi_app(), host=args.host, port=args.port, log_config=None,
+                       lifespan="on", access_log=False)
+    )
+    await server.serve()
+    return 0 if server.started else 1
+
+
+def _spec(name: str, settings: Settings):  # type: ignore[no-untyped-def]
+    if name == "permit-checker":
+        from ptsp_gate.services.permit_checker import app as checker_app
+
+        return checker_app.spec(settings, _policies(settings))
+    from ptsp_gate.services.enrolment_sync import app as sync_app
+
+    return sync_app.spec(settings)
+
+
+def _policies(settings: Settings):  # type: ignore[no-untyped-def]
+    from ptsp_gate.policy import PolicyError, load_policy_book
+
+    try:
+        return load_policy_book(settings.policy_dir)
+    except PolicyError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _policy_version(settings: Settings) -> str:
+    return str(_policies(settings).national.version)
+
+
+def _version() -> str:
+    from ptsp_gate import __version__
+
+    return __version__
+
+
+async def _dev(args: argparse.Namespace, settings: Settings) -> int:
+    from ptsp_gate.cli.dev import run_dev
+
+    return await run_dev(args, settings)

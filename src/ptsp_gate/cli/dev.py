@@ -1,0 +1,245 @@
+"""`ptsp-gate dev`: the whole system on one machine, with a demo feed and a printed summary.
+
+Both services run as separate processes (`ptsp-gate run ...`), exactly as in production, against
+the embedded broker and PostgreSQL unless KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL point elsewhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from ptsp_gate import demo
+from ptsp_gate.adapters import migrations
+from ptsp_gate.adapters.postgres import connect
+from ptsp_gate.cli.commands import database
+from ptsp_gate.cli.main import CommandError
+from ptsp_gate.config import Settings
+from ptsp_gate.reports import render
+
+READY_TIMEOUT_S = 45
+DECISIONS_TIMEOUT_S = 45
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+async def run_dev(args: argparse.Namespace, settings: Settings) -> int:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        bootstrap = list(settings.kafka_bootstrap_servers)
+        if not bootstrap:
+            from ptsp_gate.adapters.embedded import MockKafkaCluster
+
+            topics = [settings.topic_applications, settings.topic_enrolment,
+                      settings.topic_decisions, settings.dlq_topic(settings.topic_applications),
+                      settings.dlq_topic(settings.topic_enrolment)]
+            cluster = stack.enter_context(MockKafkaCluster(brokers=3, topics=dict.fromkeys(topics, 3)))
+            bootstrap = list(cluster.bootstrap_servers)
+            _say(f"Kafka (embedded, 3 brokers):  {','.join(bootstrap)}")
+        else:
+            _say(f"Kafka:       {','.join(bootstrap)}")
+        async with database(settings) as dsn:
+            _say(f"PostgreSQL:  {dsn}")
+            conn = await connect(dsn)
+            try:
+                applied = await migrations.migrate(conn)
+            finally:
+                await conn.close()
+            _say("Migrations:  " + (", ".join(applied) if applied else "current"))
+            env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": ",".join(bootstrap), "DATABASE_URL": dsn}
+            procs = _start_services(args, settings, env, stack)
+            await _wait_ready(args, procs, settings)
+            _say(f"Services ready in {time.monotonic() - started:.1f} s; sending the demo feed...")
+            ok = await _demo(settings, bootstrap, dsn)
+            _say("")
+            _say("Try:")
+            _say(f"  curl -s localhost:{args.permit_checker_port}/metrics | grep ptsp_gate_decisions")
+            _say(f"  DATABASE_URL='{dsn}' ptsp-gate flagged")
+            _say(f"  DATABASE_URL='{dsn}' ptsp-gate employer {demo.nib(6)}")
+            _say(f"Service logs: {settings.data_dir / 'logs'}")
+            if not args.exit_after_demo:
+                _say("Running; press Ctrl-C to stop.")
+                await _wait_for_signal(procs)
+            _stop_services(procs)
+            return 0 if ok else 1
+    return 0
+
+
+def _start_services(
+    args: argparse.Namespace, settings: Settings, env: dict[str, str], stack: contextlib.ExitStack
+) -> dict[str, tuple[subprocess.Popen[bytes], int, Path]]:
+    logs = settings.data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    procs: dict[str, tuple[subprocess.Popen[bytes], int, Path]] = {}
+    for name, port in (("enrolment-sync", args.enrolment_sync_port),
+                       ("permit-checker", args.permit_checker_port)):
+        log_path = logs / f"{name}.log"
+        log_file = stack.enter_context(log_path.open("wb"))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ptsp_gate.cli.main", "run", name, "--port", str(port),
+             "--host", "127.0.0.1"],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        stack.callback(_kill, proc)
+        procs[name] = (proc, port, log_path)
+    return procs
+
+
+async def _wait_ready(
+    args: argparse.Namespace, procs: dict[str, tuple[subprocess.Popen[bytes], int, Path]],
+    settings: Settings,
+) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    waiting = set(procs)
+    while waiting:
+        for name in list(waiting):
+            proc, port, log_path = procs[name]
+            if proc.poll() is not None:
+                tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+                raise CommandError(f"{name} exited with code {proc.returncode}: {tail[0][:300]}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as resp:  # noqa: S310
+                    if resp.status == 200:
+                        waiting.discard(name)
+        if time.monotonic() > deadline:
+            raise CommandError(f"{', '.join(sorted(waiting))} not ready after {READY_TIMEOUT_S} s; "
+                               f"see {settings.data_dir / 'logs'}")
+        await asyncio.sleep(0.3)
+
+
+async def _demo(settings: Settings, bootstrap: list[str], dsn: str) -> bool:
+    now = datetime.now(UTC)
+    # A version that grows with every run, so a re-run's enrolment records apply over the last one's.
+    scenarios = demo.scenarios(now, version=int(now.timestamp()))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        enrolments = [s.enrolment for s in scenarios if s.enrolment is not None]
+        for data in enrolments:
+            key, headers, value = demo.enrolment_record(data)
+            await producer.send_and_wait(settings.topic_enrolment, value, key=key, headers=headers)
+        await _wait_enrolments(dsn, [e["nib"] for e in enrolments], int(now.timestamp()))
+        for s in scenarios:
+            key, headers, value = demo.application_record(s.application, s.ce_type)
+            await producer.send_and_wait(settings.topic_applications, value, key=key, headers=headers)
+        # Not even JSON: dead-lettered, with no decision since no application id can be read.
+        await producer.send_and_wait(settings.topic_applications, b"\x00garbage",
+                                     key=b"garbage", headers=[("ce_id", str(uuid.uuid4()).encode())])
+    finally:
+        await producer.stop()
+    decisions = await _collect_decisions(
+        settings, bootstrap, {s.application["application_id"] for s in scenarios}, now
+    )
+    return _summarise(scenarios, decisions)
+
+
+async def _wait_enrolments(dsn: str, nibs: list[str], version: int) -> None:
+    conn = await connect(dsn)
+    try:
+        deadline = time.monotonic() + DECISIONS_TIMEOUT_S
+        while time.monotonic() < deadline:
+            n = await conn.fetchval(
+                "SELECT count(*) FROM employer_enrolment WHERE nib = ANY($1) AND version >= $2",
+                nibs, version)
+            if n == len(nibs):
+                return
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+    raise CommandError("enrolment-sync did not apply the demo enrolment records in time")
+
+
+async def _collect_decisions(
+    settings: Settings, bootstrap: list[str], wanted: set[str], since: datetime
+) -> dict[str, dict[str, Any]]:
+    consumer = AIOKafkaConsumer(settings.topic_decisions, bootstrap_servers=bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        deadline = time.monotonic() + DECISIONS_TIMEOUT_S
+        while not wanted <= found.keys() and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for r in records:
+                    d = json.loads(r.value)
+                    if datetime.fromisoformat(d["decided_at"]) >= since:
+                        found[d["application_id"]] = d
+    finally:
+        await consumer.stop()
+    return found
+
+
+def _summarise(scenarios: list[demo.Scenario], decisions: dict[str, dict[str, Any]]) -> bool:
+    rows = []
+    ok = True
+    for s in scenarios:
+        d = decisions.get(s.application["application_id"])
+        outcome = d["outcome"] if d else "(none)"
+        codes = tuple(r["code"] for r in d["reasons"]) if d else ()
+        match = outcome == s.expect_outcome and codes == s.expect_codes
+        ok &= match
+        rows.append({"scenario": s.name, "application": s.application["application_id"],
+                     "outcome": outcome, "reasons": ",".join(codes) or "-",
+                     "as expected": "yes" if match else f"NO (expected {s.expect_outcome})"})
+    _say("")
+    _say(render.to_table(rows, ["scenario", "application", "outcome", "reasons", "as expected"]))
+    counts: dict[str, int] = {}
+    for d in decisions.values():
+        counts[d["outcome"]] = counts.get(d["outcome"], 0) + 1
+    _say("Decisions: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+         + "; plus 1 unreadable record dead-lettered to "
+         + "ptsp.permit-applications.v1.dlq")
+    if not ok:
+        _say("Some outcomes differ from what the demo expects: see the table above.")
+    return ok
+
+
+async def _wait_for_signal(procs: dict[str, tuple[subprocess.Popen[bytes], int, Path]]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    while not stop.is_set():
+        for name, (proc, _port, log_path) in procs.items():
+            if proc.poll() is not None:
+                _say(f"{name} exited with code {proc.returncode}; see {log_path}")
+                return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+
+
+def _stop_services(procs: dict[str, tuple[subprocess.Popen[bytes], int, Path]]) -> None:
+    for proc, _port, _log in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc, _port, _log in procs.values():
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()

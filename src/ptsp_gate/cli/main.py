@@ -1,0 +1,121 @@
+"""`ptsp-gate`: the console script. Argument errors and expected failures end with a one-line
+message on stderr and a non-zero exit (2 for usage, 1 for everything else)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from pydantic import ValidationError
+
+from ptsp_gate import __version__
+from ptsp_gate.schemas.events import ReasonCode
+
+
+class CommandError(Exception):
+    """An expected failure, reported in one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def _pattern(regex: str, what: str) -> type:
+    compiled = re.compile(regex)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise argparse.ArgumentTypeError(f"{value!r} is not {what}")
+        return value
+
+    check.__name__ = what
+    return check  # type: ignore[return-value]
+
+
+def _bounded(low: int, high: int) -> type:
+    def check(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"{number} is not between {low} and {high}")
+        return number
+
+    return check  # type: ignore[return-value]
+
+
+REGION = _pattern(r"\d{4}", "a 4-digit region code")
+NIB = _pattern(r"\d{13}", "a 13-digit NIB")
+PORT = _bounded(1, 65535)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="ptsp-gate",
+        description="BPJS Ketenagakerjaan compliance gate for business permits (PTSP / OSS).",
+    )
+    parser.add_argument("--version", action="version", version=f"ptsp-gate {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    dev = sub.add_parser("dev", help="run the whole system locally with a demo feed")
+    dev.add_argument("--exit-after-demo", action="store_true",
+                     help="stop once the demo's decisions are in (for scripts and CI)")
+    dev.add_argument("--permit-checker-port", type=PORT, default=9101)
+    dev.add_argument("--enrolment-sync-port", type=PORT, default=9102)
+
+    run = sub.add_parser("run", help="run one service")
+    run_sub = run.add_subparsers(dest="service", required=True, parser_class=_Parser)
+    for name, port in (("permit-checker", 9101), ("enrolment-sync", 9102)):
+        svc = run_sub.add_parser(name, help=f"run the {name} service")
+        svc.add_argument("--port", type=PORT, default=port, help="HTTP port for /metrics, /health, /ready")
+        svc.add_argument("--host", default="0.0.0.0", help="HTTP bind address")  # noqa: S104
+
+    sub.add_parser("migrate", help="apply database migrations (idempotent, concurrency-safe)")
+
+    broker = sub.add_parser("broker", help="a standalone embedded Kafka-protocol broker")
+    broker.add_argument("--brokers", type=_bounded(1, 9), default=3)
+    broker.add_argument("--partitions", type=_bounded(1, 64), default=3)
+    broker.add_argument("--bootstrap-file", help="also write the bootstrap address to this file")
+
+    flagged = sub.add_parser("flagged", help="employers whose latest decision is BLOCKED")
+    flagged.add_argument("--region", type=REGION)
+    flagged.add_argument("--reason", choices=[c.value for c in ReasonCode], metavar="CODE")
+    flagged.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    employer = sub.add_parser("employer", help="one employer's enrolment state and decisions")
+    employer.add_argument("nib", type=NIB, metavar="NIB")
+    employer.add_argument("--format", choices=("table", "json"), default="table")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ptsp_gate.cli import commands
+
+    try:
+        return asyncio.run(commands.dispatch(args)) or 0
+    except CommandError as exc:
+        print(f"ptsp-gate {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        print(f"ptsp-gate {args.command}: configuration {where}: {first['msg']}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `ptsp-gate flagged | head` closing early is not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,59 @@
+"""Settings from the environment (twelve-factor).
+
+`KAFKA_BOOTSTRAP_SERVERS` and `DATABASE_URL` keep their conventional names; everything else is
+prefixed `PTSP_GATE_`. Unset bootstrap servers or database URL mean "start an embedded one" for the
+local commands (`dev`, tests, benchmark); the services themselves require both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PTSP_GATE_", extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
+    )
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
+    )
+
+    topic_applications: str = "ptsp.permit-applications.v1"
+    topic_enrolment: str = "bpjstk.employer-enrolment.v1"
+    topic_decisions: str = "compliance.permit-decisions.v1"
+    dlq_suffix: str = ".dlq"
+
+    group_permit_checker: str = "ptsp-gate-permit-checker"
+    group_enrolment_sync: str = "ptsp-gate-enrolment-sync"
+    client_id: str = "ptsp-gate"
+    event_source: str = "urn:ptsp-gate:permit-checker"
+
+    policy_dir: Path | None = None
+    max_event_bytes: int = Field(default=1_048_576, ge=1024, le=16 * 1_048_576)
+    batch_max_records: int = Field(default=1000, ge=1, le=10_000)
+    batch_timeout_ms: int = Field(default=50, ge=1, le=10_000)
+    relay_batch_size: int = Field(default=2000, ge=1, le=50_000)
+    db_pool_size: int = Field(default=4, ge=2, le=100)
+    retry_max_delay_s: float = Field(default=5.0, gt=0, le=300)
+    graceful_timeout_s: float = Field(default=20.0, gt=0, le=600)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    data_dir: Path = Path(".ptsp-gate")
+
+    @field_validator("kafka_bootstrap_servers", mode="before")
+    @classmethod
+    def _split_servers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [s.strip() for s in value.split(",") if s.strip()]
+        return value
+
+    def dlq_topic(self, source_topic: str) -> str:
+        return source_topic + self.dlq_suffix

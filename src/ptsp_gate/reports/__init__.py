@@ -1,0 +1,1 @@
+"""Read-only queries for compliance officers, and their rendering."""

@@ -1,0 +1,107 @@
+"""Output formats for the officer commands: an aligned table for people, CSV for spreadsheets,
+JSON for other programs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from ptsp_gate.schemas.identifiers import mask
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(_plain(data), indent=2, ensure_ascii=False)
+
+
+def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) for c in columns])
+    return out.getvalue()
+
+
+def to_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines) + "\n"
+
+
+FLAGGED_COLUMNS = (
+    "nib",
+    "region_code",
+    "reason_codes",
+    "blocked_applications",
+    "first_flagged_at",
+    "last_flagged_at",
+    "enrolment_as_of",
+)
+
+
+def flagged(rows: Sequence[dict[str, Any]], fmt: str) -> str:
+    if fmt == "json":
+        return to_json(list(rows)) + "\n"
+    if fmt == "csv":
+        return to_csv(rows, FLAGGED_COLUMNS)
+    if not rows:
+        return "No flagged employers.\n"
+    return to_table(rows, FLAGGED_COLUMNS) + f"\n{len(rows)} flagged employer(s)\n"
+
+
+DECISION_COLUMNS = ("decided_at", "application_id", "action", "outcome", "reason_codes",
+                    "policy_version")
+
+
+def employer(report: dict[str, Any], fmt: str) -> str:
+    enrolment = report["enrolment"]
+    if enrolment is not None:
+        # The officer needs to match identities, not to read the full tax number.
+        enrolment = {**enrolment, "npwp": mask(enrolment["npwp"])}
+    report = {**report, "enrolment": enrolment}
+    if fmt == "json":
+        return to_json(report) + "\n"
+    lines = [f"Employer {report['nib']}"]
+    if enrolment is None:
+        lines.append("  Enrolment: no record from BPJS Ketenagakerjaan")
+    else:
+        for key in ("status", "segment", "programs", "workers_enrolled", "arrears_months",
+                    "pds_flags", "sanction_requested", "npp", "npwp", "as_of", "version"):
+            lines.append(f"  {key:<19} {_cell(enrolment[key])}")
+    lines.append("")
+    decisions = report["decisions"]
+    if not decisions:
+        lines.append("No decisions.")
+        return "\n".join(lines) + "\n"
+    lines.append(f"Decisions ({len(decisions)}, newest first):")
+    return "\n".join(lines) + "\n" + to_table(decisions, DECISION_COLUMNS)

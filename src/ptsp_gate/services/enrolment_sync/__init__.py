@@ -1,0 +1,1 @@
+"""Keeps the enrolment projection current from BPJS TK's employer-state stream."""

@@ -1,0 +1,107 @@
+"""One batch of employer-state records in, one PostgreSQL transaction out.
+
+Each record is the whole state of one employer with a version that only grows; a record applies
+only when its version is newer than the stored one, so replays and reordering are harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import asyncpg
+
+from ptsp_gate.adapters.postgres import TRANSIENT_DB_ERRORS
+from ptsp_gate.observability.logging import get_logger
+from ptsp_gate.observability.metrics import Metrics
+from ptsp_gate.schemas.events import CE_TYPE_ENROLMENT, EnrolmentState
+from ptsp_gate.services import enrolment_store, intake, outbox
+from ptsp_gate.services.intake import Invalid, RawRecord, Valid
+from ptsp_gate.services.errors import TransientFailure
+
+log = get_logger(__name__)
+
+
+class EnrolmentSync:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        metrics: Metrics,
+        dlq_topic: Callable[[str], str],
+        max_event_bytes: int,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._pool = pool
+        self._metrics = metrics
+        self._dlq_topic = dlq_topic
+        self._max_bytes = max_event_bytes
+        self._clock = clock
+
+    async def handle_batch(self, records: Sequence[RawRecord]) -> None:
+        items = [
+            intake.read(r, EnrolmentState, (CE_TYPE_ENROLMENT,), self._max_bytes) for r in records
+        ]
+        valid = [i for i in items if isinstance(i, Valid)]
+        invalid = [i for i in items if isinstance(i, Invalid)]
+        # Only the newest version per employer in a batch can apply; the rest are stale already.
+        newest: dict[str, Valid[EnrolmentState]] = {}
+        for item in valid:
+            held = newest.get(item.payload.nib)
+            if held is None or item.payload.version > held.payload.version:
+                newest[item.payload.nib] = item
+        try:
+            applied, dead = await self._commit(list(newest.values()), invalid)
+        except TRANSIENT_DB_ERRORS as exc:
+            raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
+        m = self._metrics
+        m.enrolment_updates.labels("applied").inc(len(applied))
+        m.enrolment_updates.labels("stale").inc(len(valid) - len(applied))
+        m.enrolment_updates.labels("invalid").inc(len(invalid))
+        for item in dead:
+            m.dlq_messages.labels(self._dlq_topic(item.record.topic), item.code).inc()
+            log.warning(
+                "enrolment record dead-lettered",
+                error=item.code,
+                reason=item.message[:300],
+                topic=item.record.topic,
+                partition=item.record.partition,
+                offset=item.record.offset,
+            )
+
+    async def _commit(
+        self, valid: Sequence[Valid[EnrolmentState]], invalid: Sequence[Invalid]
+    ) -> tuple[set[str], list[Invalid]]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            applied = await enrolment_store.apply_newer(
+                conn, [v.payload for v in valid], "stream", [v.event.id for v in valid]
+            )
+            dead: list[Invalid] = []
+            if invalid:
+                # Dedupe dead letters too, so a redelivered bad record is not dead-lettered twice.
+                unique = {i.event_key: i for i in reversed(invalid)}
+                fresh = {
+                    r["event_key"]
+                    for r in await conn.fetch(
+                        "INSERT INTO processed_event (topic, event_key)"
+                        " SELECT $2, unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING event_key",
+                        list(unique),
+                        invalid[0].record.topic,
+                    )
+                }
+                dead = [i for k, i in unique.items() if k in fresh]
+                now = self._clock()
+                await outbox.insert(
+                    conn,
+                    [
+                        outbox.OutboxRow(
+                            topic=self._dlq_topic(i.record.topic),
+                            key=i.record.key,
+                            headers=intake.dlq_headers(i, now),
+                            value=intake.dlq_value(i),
+                            kind="dlq",
+                        )
+                        for i in dead
+                    ],
+                )
+        return applied, dead

@@ -1,0 +1,217 @@
+"""Transactional outbox: rows written in the same transaction as the state they announce, then
+published to Kafka by one relay at a time (in id order, so per-key order holds) and deleted.
+
+A broker outage delays publication; it never loses a row. A crash between publishing and deleting
+republishes the same bytes; consumers dedupe by the decision's deterministic `decision_id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from ptsp_gate.adapters.postgres import TRANSIENT_DB_ERRORS, connect
+from ptsp_gate.observability.logging import get_logger
+from ptsp_gate.observability.metrics import Metrics
+from ptsp_gate.schemas.cloudevents import Headers
+
+log = get_logger(__name__)
+
+# Only the holder of this advisory lock publishes; others stand by and take over if it dies.
+_RELAY_LOCK = 0x7074_7370_0002
+NOTIFY_CHANNEL = "ptsp_gate_outbox"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    topic: str
+    key: bytes | None
+    headers: Headers
+    value: bytes | None
+    kind: str  # "decision" | "dlq"
+
+
+def pack_headers(headers: Headers) -> bytes:
+    """Headers as one bytea (length-prefixed pairs): one column instead of ragged arrays."""
+    out = bytearray()
+    for k, v in headers:
+        kb = k.encode("utf-8")
+        vb = v or b""
+        out += struct.pack(">HI", len(kb), len(vb)) + kb + vb
+    return bytes(out)
+
+
+def unpack_headers(blob: bytes) -> Headers:
+    headers: Headers = []
+    pos = 0
+    while pos < len(blob):
+        klen, vlen = struct.unpack_from(">HI", blob, pos)
+        pos += 6
+        key = blob[pos : pos + klen].decode("utf-8")
+        pos += klen
+        headers.append((key, blob[pos : pos + vlen]))
+        pos += vlen
+    return headers
+
+
+async def insert(conn: asyncpg.Connection, rows: Sequence[OutboxRow]) -> None:
+    if not rows:
+        return
+    await conn.execute(
+        "INSERT INTO outbox (topic, key, headers, value, kind)"
+        " SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::bytea[], $5::text[])",
+        [r.topic for r in rows],
+        [r.key for r in rows],
+        [pack_headers(r.headers) for r in rows],
+        [r.value for r in rows],
+        [r.kind for r in rows],
+    )
+    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        dsn: str,
+        producer_factory: Any,
+        metrics: Metrics,
+        batch_size: int = 2000,
+        idle_poll_s: float = 0.5,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self._dsn = dsn
+        self._producer_factory = producer_factory
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._idle_poll_s = idle_poll_s
+        self._max_backoff_s = max_backoff_s
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self.is_leader = False
+        self.last_error: str | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self, drain_timeout_s: float = 10.0) -> None:
+        """Stop after publishing what is already committed, within the timeout."""
+        self._stopping.set()
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, drain_timeout_s)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+            self._producer = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                await self._lead()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure: back off, reconnect, keep the rows
+                self.is_leader = False
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self._metrics.retries.labels("outbox_relay").inc()
+                log.warning("outbox relay failed; retrying", error=self.last_error, retry_in_s=backoff)
+                if self._stopping.is_set():
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), backoff)
+                backoff = min(backoff * 2, self._max_backoff_s)
+                if self._stopping.is_set():
+                    return
+
+    async def _lead(self) -> None:
+        conn = await connect(self._dsn)
+        try:
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK):
+                self.is_leader = False
+                if self._stopping.is_set():
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), 1.0)
+            self.is_leader = True
+            await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+            if self._producer is None:
+                producer = self._producer_factory()
+                await producer.start()
+                self._producer = producer
+            await self._publish_loop(conn, self._producer)
+        finally:
+            self.is_leader = False
+            with contextlib.suppress(*TRANSIENT_DB_ERRORS, asyncpg.PostgresError):
+                await conn.close(timeout=2)
+
+    async def _publish_loop(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> None:
+        last_gauge = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            self._wake.clear()
+            rows = await conn.fetch(
+                "SELECT id, topic, key, headers, value, kind"
+                " FROM outbox ORDER BY id LIMIT $1",
+                self._batch_size,
+            )
+            if rows:
+                await self._publish(conn, producer, rows)
+                self.last_error = None
+            if loop.time() - last_gauge > 1.0 or not rows:
+                await self._update_gauges(conn)
+                last_gauge = loop.time()
+            if len(rows) == self._batch_size:
+                continue
+            if self._stopping.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._idle_poll_s)
+
+    async def _publish(
+        self, conn: asyncpg.Connection, producer: AIOKafkaProducer, rows: list[asyncpg.Record]
+    ) -> None:
+        futures = [
+            await producer.send(
+                r["topic"],
+                value=r["value"],
+                key=r["key"],
+                headers=unpack_headers(r["headers"]),
+            )
+            for r in rows
+        ]
+        await asyncio.gather(*futures)
+        await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+        kinds: dict[str, int] = {}
+        for r in rows:
+            kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
+        for kind, n in kinds.items():
+            self._metrics.outbox_published.labels(kind).inc(n)
+
+    async def _update_gauges(self, conn: asyncpg.Connection) -> None:
+        row = await conn.fetchrow("SELECT count(*) AS n, min(created_at) AS oldest FROM outbox")
+        assert row is not None
+        self._metrics.outbox_pending.set(row["n"])
+        oldest = row["oldest"]
+        age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
+        self._metrics.outbox_oldest_age.set(max(age, 0.0))

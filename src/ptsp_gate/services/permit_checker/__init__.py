@@ -1,0 +1,1 @@
+"""Consumes permit applications and renewals, decides, records and announces the decision."""

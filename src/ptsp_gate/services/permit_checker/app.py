@@ -1,0 +1,27 @@
+"""Wiring of the permit-checker service."""
+
+from __future__ import annotations
+
+from ptsp_gate.config import Settings
+from ptsp_gate.policy import PolicyBook
+from ptsp_gate.services.permit_checker.checker import PermitChecker
+from ptsp_gate.services.runtime import ServiceSpec
+
+NAME = "permit-checker"
+
+
+def spec(settings: Settings, policies: PolicyBook) -> ServiceSpec:
+    return ServiceSpec(
+        name=NAME,
+        topic=settings.topic_applications,
+        group=settings.group_permit_checker,
+        make_handler=lambda pool, metrics: PermitChecker(
+            pool=pool,
+            policies=policies,
+            metrics=metrics,
+            decisions_topic=settings.topic_decisions,
+            dlq_topic=settings.dlq_topic,
+            event_source=settings.event_source,
+            max_event_bytes=settings.max_event_bytes,
+        ).handle_batch,
+    )

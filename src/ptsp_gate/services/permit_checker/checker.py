@@ -1,0 +1,340 @@
+"""One batch of permit events in, one PostgreSQL transaction out.
+
+Per batch: read every record (pure), drop events already handled (by ce_id), look up the
+employers' enrolment states in one query, decide (pure), and in a single transaction store the
+applications, the decisions and their outbox rows. The caller commits Kafka offsets only after
+this returns, so a crash anywhere before that replays the batch and the dedupe absorbs it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from ptsp_gate.adapters.postgres import TRANSIENT_DB_ERRORS
+from ptsp_gate.observability.logging import get_logger
+from ptsp_gate.observability.metrics import Metrics
+from ptsp_gate.policy import PolicyBook, Verdict, decide, decision_id, rejected
+from ptsp_gate.schemas.cloudevents import binary_headers
+from ptsp_gate.schemas.events import (
+    EnrolmentState,
+    ACTION_BY_CE_TYPE,
+    CE_TYPE_DECISION,
+    Action,
+    ComplianceDecision,
+    Outcome,
+    PermitApplication,
+)
+from ptsp_gate.services import enrolment_store, intake, outbox
+from ptsp_gate.services.errors import TransientFailure
+from ptsp_gate.services.intake import Invalid, RawRecord, Valid
+
+log = get_logger(__name__)
+
+ACCEPTED_TYPES = tuple(ACTION_BY_CE_TYPE)
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """What one input event produced: a decision (absent only for an unreadable application id)
+    and/or a dead-letter record."""
+
+    event_key: str
+    decision: ComplianceDecision | None
+    event_time: datetime
+    invalid: Invalid | None
+    enrolment_version: int | None
+
+
+class PermitChecker:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        policies: PolicyBook,
+        metrics: Metrics,
+        decisions_topic: str,
+        dlq_topic: Callable[[str], str],
+        event_source: str,
+        max_event_bytes: int,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._pool = pool
+        self._policies = policies
+        self._metrics = metrics
+        self._decisions_topic = decisions_topic
+        self._dlq_topic = dlq_topic
+        self._source = event_source
+        self._max_bytes = max_event_bytes
+        self._clock = clock
+
+    async def handle_batch(self, records: Sequence[RawRecord]) -> None:
+        items = [self._read(r) for r in records]
+        try:
+            decided = await self._commit(items)
+        except TRANSIENT_DB_ERRORS as exc:
+            raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
+        except asyncpg.PostgresError as exc:
+            # Something in this batch makes PostgreSQL refuse it. Isolate the record(s) so the rest
+            # flows; a record that fails alone is dead-lettered rather than retried for ever.
+            log.error("batch refused by the database; isolating records", error=str(exc))
+            decided = []
+            for item in items:
+                try:
+                    decided += await self._commit([item])
+                except TRANSIENT_DB_ERRORS as exc2:
+                    raise TransientFailure(f"{type(exc2).__name__}: {exc2}") from exc2
+                except asyncpg.PostgresError as exc2:
+                    failed = Invalid(item.record, "PROCESSING_FAILED", str(exc2)[:500], [], None, None)
+                    decided += await self._commit([failed])
+        self._observe(decided)
+
+    def _read(self, record: RawRecord) -> Valid[PermitApplication] | Invalid:
+        item = intake.read(record, PermitApplication, ACCEPTED_TYPES, self._max_bytes)
+        if isinstance(item, Valid) and ACTION_BY_CE_TYPE[item.event.type] is not item.payload.action:
+            return Invalid(
+                record,
+                "TYPE_ACTION_MISMATCH",
+                f"ce_type {item.event.type} does not agree with action {item.payload.action.value}",
+                [{"field": "action", "error": "does not agree with ce_type"}],
+                item.event.id,
+                item.event.data,
+                item.event.type,
+            )
+        return item
+
+    async def _commit(self, items: Sequence[Valid[PermitApplication] | Invalid]) -> list[Decided]:
+        # The first occurrence of an event id in the batch wins; later ones are duplicates.
+        unique: dict[str, Valid[PermitApplication] | Invalid] = {}
+        for item in items:
+            unique.setdefault(item.event_key, item)
+        if not unique:
+            return []
+        topic = items[0].record.topic
+        async with self._pool.acquire() as conn, conn.transaction():
+            fresh = {
+                r["event_key"]
+                for r in await conn.fetch(
+                    "INSERT INTO processed_event (topic, event_key)"
+                    " SELECT $2, unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING event_key",
+                    list(unique),
+                    topic,
+                )
+            }
+            todo = [item for key, item in unique.items() if key in fresh]
+            if not todo:
+                return []
+            enrolments = await enrolment_store.fetch_many(
+                conn, (i.payload.employer.nib for i in todo if isinstance(i, Valid))
+            )
+            now = self._clock()
+            decided = [self._decide(item, enrolments, now) for item in todo]
+            await self._store(conn, [i for i in todo if isinstance(i, Valid)], decided)
+        return decided
+
+    def _decide(
+        self,
+        item: Valid[PermitApplication] | Invalid,
+        enrolments: dict[str, EnrolmentState],
+        now: datetime,
+    ) -> Decided:
+        if isinstance(item, Valid):
+            app = item.payload
+            enrolment = enrolments.get(app.employer.nib)
+            verdict = decide(app, enrolment, self._policies.for_region(app.region_code), now)
+            version = enrolment.version if enrolment is not None else None
+            decision = self._decision(
+                item.event.id, verdict, version, app.application_id,
+                app.employer.nib, app.action, app.region_code, now,
+            )
+            return Decided(item.event_key, decision, item.event.time or app.submitted_at, None, version)
+        # An invalid event still gets an answer when the PTSP can tell which application it was.
+        app_id = item.field("application_id")
+        if app_id is None:
+            return Decided(item.event_key, None, now, item, None)
+        region = item.field("region_code")
+        verdict = rejected(
+            self._policies.for_region(region).version,
+            item.problems or [{"field": "(record)", "error": item.message}],
+            f"{item.code}: {item.message}",
+        )
+        decision = self._decision(
+            item.event_key, verdict, None, app_id, item.field("employer", "nib"),
+            _action_of(item), region, now,
+        )
+        return Decided(item.event_key, decision, now, item, None)
+
+    def _decision(
+        self,
+        event_id: str,
+        verdict: Verdict,
+        enrolment_version: int | None,
+        application_id: str,
+        nib: str | None,
+        action: Action | None,
+        region: str | None,
+        now: datetime,
+    ) -> ComplianceDecision:
+        return ComplianceDecision(
+            decision_id=decision_id(event_id, verdict, enrolment_version),
+            application_id=application_id,
+            nib=nib,
+            action=action,
+            region_code=region,
+            outcome=verdict.outcome,
+            reasons=list(verdict.reasons),
+            enrolment_as_of=verdict.enrolment_as_of,
+            policy_version=verdict.policy_version,
+            decided_at=now,
+            supersedes=None,
+        )
+
+    async def _store(
+        self,
+        conn: asyncpg.Connection,
+        applications: Sequence[Valid[PermitApplication]],
+        decided: Sequence[Decided],
+    ) -> None:
+        if applications:
+            await conn.execute(
+                """
+                INSERT INTO permit_application (event_id, application_id, action, nib, npwp,
+                    region_code, scale, workers_declared, submitted_at, payload)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                    $6::text[], $7::text[], $8::int[], $9::timestamptz[], $10::jsonb[])
+                """,
+                [a.event.id for a in applications],
+                [a.payload.application_id for a in applications],
+                [a.payload.action.value for a in applications],
+                [a.payload.employer.nib for a in applications],
+                [a.payload.employer.npwp for a in applications],
+                [a.payload.region_code for a in applications],
+                [a.payload.employer.scale.value for a in applications],
+                [a.payload.employer.workers_declared for a in applications],
+                [a.payload.submitted_at for a in applications],
+                [a.payload.model_dump(mode="json") for a in applications],
+            )
+        await store_decisions(
+            conn,
+            [(d.decision, d.event_key, d.enrolment_version)
+             for d in decided if d.decision is not None],
+            self._decisions_topic,
+            self._source,
+        )
+        await outbox.insert(
+            conn,
+            [
+                outbox.OutboxRow(
+                    topic=self._dlq_topic(d.invalid.record.topic),
+                    key=d.invalid.record.key,
+                    headers=intake.dlq_headers(d.invalid, self._clock()),
+                    value=intake.dlq_value(d.invalid),
+                    kind="dlq",
+                )
+                for d in decided
+                if d.invalid is not None
+            ],
+        )
+
+    def _observe(self, decided: Sequence[Decided]) -> None:
+        m = self._metrics
+        committed_at = self._clock()
+        for d in decided:
+            if d.invalid is not None:
+                m.dlq_messages.labels(self._dlq_topic(d.invalid.record.topic), d.invalid.code).inc()
+                log.warning(
+                    "event dead-lettered",
+                    error=d.invalid.code,
+                    reason=d.invalid.message[:300],
+                    topic=d.invalid.record.topic,
+                    partition=d.invalid.record.partition,
+                    offset=d.invalid.record.offset,
+                    application_id=d.decision.application_id if d.decision else None,
+                )
+            decision = d.decision
+            if decision is None:
+                continue
+            m.decisions.labels(decision.outcome.value, (decision.action or "UNKNOWN")).inc()
+            if decision.outcome is Outcome.BLOCKED:
+                for reason in decision.reasons:
+                    if reason.details.get("effect") == "block":
+                        m.block_reasons.labels(reason.code.value).inc()
+            if d.invalid is None:
+                m.decision_latency.observe(max((committed_at - d.event_time).total_seconds(), 0.0))
+
+
+def _action_of(item: Invalid) -> Action | None:
+    raw = item.field("action")
+    if raw in Action.__members__:
+        return Action(raw)
+    return ACTION_BY_CE_TYPE.get(item.event_type) if item.event_type else None
+
+
+async def store_decisions(
+    conn: asyncpg.Connection,
+    decisions: Sequence[tuple[ComplianceDecision, str, int | None]],
+    topic: str,
+    source: str,
+) -> None:
+    """Record decisions and queue them for publication, in the caller's transaction.
+
+    Each tuple is (decision, the input event's key, the enrolment version it used).
+    """
+    if not decisions:
+        return
+    ds = [d for d, _, _ in decisions]
+    await conn.execute(
+        """
+        INSERT INTO compliance_decision (decision_id, event_id, application_id, nib, action,
+            region_code, outcome, reason_codes, reasons, enrolment_as_of, enrolment_version,
+            policy_version, decided_at, supersedes)
+        SELECT u.decision_id, u.event_id, u.application_id, u.nib, u.action, u.region_code,
+            u.outcome, string_to_array(u.reason_codes, ','), u.reasons::jsonb, u.enrolment_as_of,
+            u.enrolment_version, u.policy_version, u.decided_at, u.supersedes
+        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::bigint[], $12::text[],
+            $13::timestamptz[], $14::uuid[])
+        AS u(decision_id, event_id, application_id, nib, action, region_code, outcome,
+             reason_codes, reasons, enrolment_as_of, enrolment_version, policy_version,
+             decided_at, supersedes)
+        ON CONFLICT (decision_id) DO NOTHING
+        """,
+        [d.decision_id for d in ds],
+        [event_key for _, event_key, _ in decisions],
+        [d.application_id for d in ds],
+        [d.nib for d in ds],
+        [d.action.value if d.action else None for d in ds],
+        [d.region_code for d in ds],
+        [d.outcome.value for d in ds],
+        [",".join(r.code.value for r in d.reasons) for d in ds],
+        [json.dumps([r.model_dump(mode="json") for r in d.reasons]) for d in ds],
+        [d.enrolment_as_of for d in ds],
+        [v for _, _, v in decisions],
+        [d.policy_version for d in ds],
+        [d.decided_at for d in ds],
+        [d.supersedes for d in ds],
+    )
+    await outbox.insert(
+        conn,
+        [
+            outbox.OutboxRow(
+                topic=topic,
+                key=(d.nib or d.application_id).encode(),
+                headers=binary_headers(
+                    event_id=str(d.decision_id),
+                    source=source,
+                    ce_type=CE_TYPE_DECISION,
+                    time=d.decided_at,
+                    subject=d.application_id,
+                ),
+                value=d.model_dump_json().encode(),
+                kind="decision",
+            )
+            for d in ds
+        ],
+    )

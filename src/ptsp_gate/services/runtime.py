@@ -1,0 +1,242 @@
+"""What both services share at run time: the consumer loop's ack/retry discipline, the outbox
+relay, consumer-lag sampling, and the HTTP probes. A service supplies only its topic, group and
+batch handler."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.kafka import KafkaBroker, Topic
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+from prometheus_client import make_asgi_app
+
+from ptsp_gate.adapters import kafka, migrations
+from ptsp_gate.adapters.postgres import TRANSIENT_DB_ERRORS, create_pool
+from ptsp_gate.config import Settings
+from ptsp_gate.observability.logging import get_logger
+from ptsp_gate.observability.metrics import Metrics
+from ptsp_gate.services.errors import TransientFailure
+from ptsp_gate.services.intake import RawRecord
+from ptsp_gate.services.outbox import OutboxRelay
+
+log = get_logger(__name__)
+
+BatchHandler = Callable[[Sequence[RawRecord]], Awaitable[None]]
+
+
+class StartupError(RuntimeError):
+    """A condition that stops a service from starting, stated in one line."""
+
+
+class Backoff:
+    """Exponential delay between retries of the same batch, reset by a success."""
+
+    def __init__(self, first_s: float = 0.1, max_s: float = 5.0) -> None:
+        self._first = first_s
+        self._max = max_s
+        self._next = first_s
+
+    def next(self) -> float:
+        delay = self._next
+        self._next = min(self._next * 2, self._max)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self._first
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    name: str
+    topic: str
+    group: str
+    make_handler: Callable[[asyncpg.Pool, Metrics], BatchHandler]
+
+
+class Service:
+    """One consumer service: pool, FastStream broker with a batch subscriber, relay, lag sampler."""
+
+    def __init__(self, spec: ServiceSpec, settings: Settings, metrics: Metrics | None = None):
+        if not settings.database_url:
+            raise StartupError("DATABASE_URL is not set")
+        self.spec = spec
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.broker: KafkaBroker = kafka.make_broker(settings, self.metrics.registry)
+        self.pool: asyncpg.Pool | None = None
+        self.relay = OutboxRelay(
+            dsn=settings.database_url,
+            producer_factory=lambda: kafka.make_producer(settings),
+            metrics=self.metrics,
+            batch_size=settings.relay_batch_size,
+            max_backoff_s=settings.retry_max_delay_s,
+        )
+        self._handler: BatchHandler | None = None
+        self._backoff = Backoff(max_s=settings.retry_max_delay_s)
+        self._lag_task: asyncio.Task[None] | None = None
+        self._subscriber = self.broker.subscriber(
+            # Topics are provisioned by operators (partitions, retention); never created here.
+            Topic(spec.topic, declare=False),
+            group_id=spec.group,
+            batch=True,
+            max_records=settings.batch_max_records,
+            batch_timeout_ms=settings.batch_timeout_ms,
+            # A group's first start reads from the beginning: nothing published earlier is missed.
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.MANUAL,
+            parser=kafka.lenient_parser,
+            decoder=kafka.raw_records,
+        )(self._on_batch)
+
+    async def _on_batch(self, records: Any, msg: KafkaMessage) -> None:
+        assert self._handler is not None
+        if not records:
+            return
+        try:
+            await self._handler(records)
+        except Exception as exc:  # transient or not, nothing may be skipped: rewind and retry
+            delay = self._backoff.next()
+            self.metrics.retries.labels(self.spec.name).inc()
+            log.warning(
+                "batch not committed; will retry",
+                service=self.spec.name,
+                error=f"{type(exc).__name__}: {exc}"[:500],
+                records=len(records),
+                first_offset=records[0].offset,
+                partition=records[0].partition,
+                retry_in_s=delay,
+                exc_info=not _is_expected(exc),
+            )
+            await msg.nack()
+            await asyncio.sleep(delay)
+            return
+        self._backoff.reset()
+        try:
+            await msg.ack()
+        except Exception as exc:  # the work is committed in PostgreSQL; a replay dedupes
+            log.warning("offset commit failed; batch will be redelivered and deduplicated",
+                        service=self.spec.name, error=str(exc)[:300])
+
+    async def open(self) -> None:
+        """Connect to PostgreSQL and check the schema; fail fast with one line if either is off."""
+        assert self.settings.database_url
+        if self.pool is not None:
+            return
+        try:
+            self.pool = await create_pool(self.settings.database_url, self.settings.db_pool_size)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise StartupError(f"cannot connect to PostgreSQL: {exc}") from exc
+        async with self.pool.acquire() as conn:
+            missing = await migrations.pending(conn)
+        if missing:
+            await self.pool.close()
+            self.pool = None
+            raise StartupError(
+                f"database schema is behind ({', '.join(missing)}): run `ptsp-gate migrate`"
+            )
+        self._handler = self.spec.make_handler(self.pool, self.metrics)
+
+    async def run_background(self) -> None:
+        self.relay.start()
+        self._lag_task = asyncio.create_task(self._sample_lag(), name="lag-sampler")
+        log.info("service started", service=self.spec.name, topic=self.spec.topic,
+                 group=self.spec.group)
+
+    async def start(self) -> None:
+        await self.open()
+        await self.broker.start()
+        await self.run_background()
+
+    async def stop(self) -> None:
+        """Drain: finish the batch in hand and commit it, publish what is committed, close."""
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lag_task
+            self._lag_task = None
+        await self.broker.stop()
+        await self.relay.stop(drain_timeout_s=self.settings.graceful_timeout_s)
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
+        log.info("service stopped", service=self.spec.name)
+
+    async def _sample_lag(self, every_s: float = 5.0) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            consumer = getattr(self._subscriber, "consumer", None)
+            if consumer is None:
+                continue
+            try:
+                self.metrics.consumer_lag.clear()
+                for tp in consumer.assignment():
+                    high = consumer.highwater(tp)
+                    if high is None:
+                        continue
+                    position = await consumer.position(tp)
+                    self.metrics.consumer_lag.labels(self.spec.group, tp.topic, str(tp.partition)).set(
+                        max(high - position, 0)
+                    )
+            except Exception as exc:  # lag is advisory; never let sampling hurt the service
+                log.debug("lag sampling failed", error=str(exc))
+
+    async def readiness(self) -> dict[str, str]:
+        """Problems that make the service not ready; empty when ready."""
+        problems: dict[str, str] = {}
+        if not await self.broker.ping(timeout=2.0):
+            problems["kafka"] = "broker not reachable"
+        if self.pool is None:
+            problems["postgres"] = "not started"
+        else:
+            try:
+                async with asyncio.timeout(2.0), self.pool.acquire() as conn:
+                    missing = await migrations.pending(conn)
+                if missing:
+                    problems["migrations"] = "pending: " + ", ".join(missing)
+            except Exception as exc:
+                problems["postgres"] = f"{type(exc).__name__}: {exc}"[:200]
+        return problems
+
+    def asgi_app(self) -> AsgiFastStream:
+        @get
+        async def health(scope: Any) -> AsgiResponse:
+            return _json_response({"status": "alive", "service": self.spec.name}, 200)
+
+        @get
+        async def ready(scope: Any) -> AsgiResponse:
+            problems = await self.readiness()
+            if problems:
+                return _json_response({"status": "not ready", "problems": problems}, 503)
+            return _json_response({"status": "ready"}, 200)
+
+        # FastStream runs on_startup before it starts the broker and after_startup once it has;
+        # on shutdown, stop() drains the consumer before the relay and pool close.
+        return AsgiFastStream(
+            self.broker,
+            asgi_routes=[
+                ("/metrics", make_asgi_app(self.metrics.registry)),
+                ("/health", health),
+                ("/ready", ready),
+            ],
+            on_startup=[self.open],
+            after_startup=[self.run_background],
+            on_shutdown=[self.stop],
+        )
+
+
+def _json_response(body: dict[str, Any], status: int) -> AsgiResponse:
+    return AsgiResponse(
+        json.dumps(body).encode(), status, headers={"content-type": "application/json"}
+    )
+
+
+def _is_expected(exc: BaseException) -> bool:
+    return isinstance(exc, (TransientFailure, *TRANSIENT_DB_ERRORS))
