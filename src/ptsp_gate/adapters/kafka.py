@@ -38,7 +38,7 @@ def make_broker(settings: Settings, registry: CollectorRegistry) -> KafkaBroker:
         **client_kwargs(settings),
         graceful_timeout=settings.graceful_timeout_s,
         middlewares=[KafkaPrometheusMiddleware(registry=registry, app_name="ptsp-gate")],
-        logger=logging.getLogger("faststream"),
+        logger=logging.getLogger("ptsp_gate.kafka"),
         log_level=logging.DEBUG,
     )
 

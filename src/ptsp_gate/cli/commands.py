@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -137,6 +138,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         uvicorn.Config(service.asgi_app(), host=args.host, port=args.port, log_config=None,
                        lifespan="on", access_log=False)
     )
+    # uvicorn re-raises the signal it caught once shutdown completes; after a clean drain that
+    # must not turn into death-by-signal, so the handler it restores is a no-op.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     await server.serve()
     return 0 if server.started else 1
 

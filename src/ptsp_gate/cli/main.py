@@ -51,8 +51,8 @@ def _bounded(low: int, high: int) -> type:
     return check  # type: ignore[return-value]
 
 
-REGION = _pattern(r"\d{4}", "a 4-digit region code")
-NIB = _pattern(r"\d{13}", "a 13-digit NIB")
+REGION = _pattern(r"[0-9]{4}", "a 4-digit region code")
+NIB = _pattern(r"[0-9]{13}", "a 13-digit NIB")
 PORT = _bounded(1, 65535)
 
 

@@ -13,7 +13,7 @@ from pydantic import AfterValidator, StringConstraints
 from stdnum.exceptions import ValidationError as StdnumError
 from stdnum.id import npwp as stdnum_npwp
 
-_DIGITS = re.compile(r"\d+")
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: `\d` also matches other scripts' digits
 
 
 def _check_npwp(value: str) -> str:
@@ -23,7 +23,7 @@ def _check_npwp(value: str) -> str:
         stdnum_npwp.validate(value)
     except StdnumError as exc:
         kind = "NIK" if len(value) == 16 and not value.startswith("0") else "NPWP"
-        raise ValueError(f"{kind} fails its check: {exc.message}") from exc
+        raise ValueError(f"{kind} fails its check: {exc}") from exc
     return value
 
 
@@ -41,14 +41,18 @@ def mask(value: str | None, keep: int = 4) -> str | None:
     return "*" * (len(value) - keep) + value[-keep:]
 
 
-Nib = Annotated[str, StringConstraints(pattern=r"^\d{13}$")]
+Nib = Annotated[str, StringConstraints(pattern=r"^[0-9]{13}$")]
 """Nomor Induk Berusaha: 13 digits, no public check digit."""
 
-Npwp = Annotated[str, StringConstraints(min_length=15, max_length=16), AfterValidator(_check_npwp)]
+Npwp = Annotated[
+    str,
+    StringConstraints(min_length=15, max_length=16, pattern=r"^[0-9]{15,16}$"),
+    AfterValidator(_check_npwp),
+]
 """NPWP: 15 digits with Luhn check digit, or 16 digits (leading 0 + legacy, or a NIK)."""
 
-Kbli = Annotated[str, StringConstraints(pattern=r"^\d{5}$")]
+Kbli = Annotated[str, StringConstraints(pattern=r"^[0-9]{5}$")]
 """KBLI 2020 at the 5-digit level used by OSS."""
 
-RegionCode = Annotated[str, StringConstraints(pattern=r"^\d{4}$")]
+RegionCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")]
 """Kabupaten/kota code (BPS/Kemendagri), 4 digits, e.g. 7314 Sidenreng Rappang."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -229,6 +230,7 @@ class Service:
             on_startup=[self.open],
             after_startup=[self.run_background],
             on_shutdown=[self.stop],
+            logger=logging.getLogger("ptsp_gate.app"),
         )
 
 
