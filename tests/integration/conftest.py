@@ -116,8 +116,13 @@ async def settings(kafka_cluster: Any, bootstrap: list[str], db_dsn: str) -> Set
         retry_max_delay_s=1.0,
         graceful_timeout_s=10.0,
     )
-    topics = [s.topic_applications, s.topic_enrolment, s.topic_decisions,
-              s.dlq_topic(s.topic_applications), s.dlq_topic(s.topic_enrolment)]
+    topics = [
+        s.topic_applications,
+        s.topic_enrolment,
+        s.topic_decisions,
+        s.dlq_topic(s.topic_applications),
+        s.dlq_topic(s.topic_enrolment),
+    ]
     if kafka_cluster is not None:
         kafka_cluster.create_topics(topics, partitions=PARTITIONS)
     else:
@@ -132,8 +137,9 @@ async def settings(kafka_cluster: Any, bootstrap: list[str], db_dsn: str) -> Set
 
 @pytest.fixture
 async def producer(bootstrap: list[str]) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
-                         max_request_size=4 * 1024 * 1024)
+    p = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, max_request_size=4 * 1024 * 1024
+    )
     await p.start()
     yield p
     await p.stop()

@@ -39,8 +39,10 @@ async def services(settings: Settings, *names: str) -> AsyncIterator[dict[str, S
 async def send(
     producer: AIOKafkaProducer, topic: str, records: list[tuple[bytes | None, Any, bytes | None]]
 ) -> None:
-    futures = [await producer.send(topic, value, key=key, headers=headers)
-               for key, headers, value in records]
+    futures = [
+        await producer.send(topic, value, key=key, headers=headers)
+        for key, headers, value in records
+    ]
     await asyncio.gather(*futures)
 
 
@@ -49,8 +51,13 @@ async def read_topic(
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of the topic from the beginning: waits for `expected`, then a little longer
     so that duplicates beyond it would be seen too."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
     await consumer.start()
     out: list[ConsumerRecord[bytes, bytes]] = []
     loop = asyncio.get_running_loop()

@@ -89,15 +89,18 @@ async def test_database_connections_killed_mid_stream_lose_nothing(
         for _ in range(3):
             killed = await db.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE datname = $1 AND pid <> pg_backend_pid()", database)
+                " WHERE datname = $1 AND pid <> pg_backend_pid()",
+                database,
+            )
             assert killed > 0
             await asyncio.sleep(0.3)
         records = await read_topic(bootstrap, settings.topic_decisions, n, timeout=90, settle=2)
         retries = running["permit-checker"].metrics.retries
     _assert_none_lost(records, n)
     assert await db.fetchval("SELECT count(*) FROM compliance_decision") == n
-    assert sum(s.value for m in retries.collect() for s in m.samples
-               if s.name.endswith("_total")) > 0
+    assert (
+        sum(s.value for m in retries.collect() for s in m.samples if s.name.endswith("_total")) > 0
+    )
 
 
 def _free_port() -> int:
@@ -118,9 +121,20 @@ def _service_process(settings, name: str) -> subprocess.Popen[bytes]:
         "PTSP_GATE_BATCH_MAX_RECORDS": "200",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "ptsp_gate.cli.main", "run", name, "--port", str(_free_port()),
-         "--host", "127.0.0.1"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "ptsp_gate.cli.main",
+            "run",
+            name,
+            "--port",
+            str(_free_port()),
+            "--host",
+            "127.0.0.1",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -129,6 +143,7 @@ async def test_sigterm_while_busy_drains_commits_and_resumes(settings, producer,
     await send(producer, settings.topic_applications, _events(n, "TERM"))
     proc = _service_process(settings, "permit-checker")
     try:
+
         async def some_decided() -> bool:
             return await db.fetchval("SELECT count(*) FROM compliance_decision") > 200
 
@@ -149,6 +164,7 @@ async def test_sigterm_while_busy_drains_commits_and_resumes(settings, producer,
 
     restarted = _service_process(settings, "permit-checker")
     try:
+
         async def all_decided() -> bool:
             return await db.fetchval("SELECT count(*) FROM compliance_decision") == n
 
@@ -170,7 +186,8 @@ async def test_service_refuses_to_start_on_an_unmigrated_database(settings, serv
 
     proc = _service_process(
         settings.model_copy(update={"database_url": _with_database(server_dsn, name)}),
-        "permit-checker")
+        "permit-checker",
+    )
     code = await asyncio.to_thread(proc.wait, 30)
     out = proc.stdout.read().decode() if proc.stdout else ""
     assert code == 1

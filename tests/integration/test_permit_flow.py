@@ -32,8 +32,11 @@ async def test_every_outcome_and_reason_end_to_end(settings, producer, bootstrap
     scenarios = demo.scenarios(datetime.now(UTC))
     async with services(settings):
         await _load_enrolments(producer, settings, db, scenarios)
-        await send(producer, settings.topic_applications,
-                   [demo.application_record(s.application, s.ce_type) for s in scenarios])
+        await send(
+            producer,
+            settings.topic_applications,
+            [demo.application_record(s.application, s.ce_type) for s in scenarios],
+        )
         records = await read_topic(bootstrap, settings.topic_decisions, len(scenarios))
 
     got = {d["application_id"]: d for d in decisions(records)}
@@ -41,13 +44,25 @@ async def test_every_outcome_and_reason_end_to_end(settings, producer, bootstrap
     for s in scenarios:
         d = got[s.application["application_id"]]
         assert (d["outcome"], tuple(r["code"] for r in d["reasons"])) == (
-            s.expect_outcome, s.expect_codes), s.name
+            s.expect_outcome,
+            s.expect_codes,
+        ), s.name
         assert d["policy_version"]
     seen_codes = {r["code"] for d in got.values() for r in d["reasons"]}
     assert seen_codes == {
-        "NOT_REGISTERED", "EMPLOYER_INACTIVE", "ARREARS", "PROGRAMS_MISSING", "PDS_WORKERS",
-        "PDS_WAGES", "SANCTION_REQUESTED", "IDENTITY_MISMATCH", "ENROLMENT_UNKNOWN",
-        "ENROLMENT_STALE", "NO_EMPLOYEES_DECLARED", "INVALID_EVENT"}
+        "NOT_REGISTERED",
+        "EMPLOYER_INACTIVE",
+        "ARREARS",
+        "PROGRAMS_MISSING",
+        "PDS_WORKERS",
+        "PDS_WAGES",
+        "SANCTION_REQUESTED",
+        "IDENTITY_MISMATCH",
+        "ENROLMENT_UNKNOWN",
+        "ENROLMENT_STALE",
+        "NO_EMPLOYEES_DECLARED",
+        "INVALID_EVENT",
+    }
     # Envelope of the output: binary-mode CloudEvents keyed by NIB.
     first = records[0]
     assert header(first, "ce_type") == CE_TYPE_DECISION
@@ -56,8 +71,9 @@ async def test_every_outcome_and_reason_end_to_end(settings, producer, bootstrap
     assert first.key.decode() == decisions([first])[0]["nib"]
     # The officer's view lists exactly the blocked employers.
     flagged = {r["nib"] for r in await db.fetch("SELECT nib FROM flagged_employer")}
-    assert flagged == {s.application["employer"]["nib"] for s in scenarios
-                       if s.expect_outcome == "BLOCKED"}
+    assert flagged == {
+        s.application["employer"]["nib"] for s in scenarios if s.expect_outcome == "BLOCKED"
+    }
     # The invalid application also went to the DLQ with its reason.
     dlq = await read_topic(bootstrap, settings.dlq_topic(settings.topic_applications), 1)
     assert len(dlq) == 1
@@ -121,40 +137,60 @@ async def test_bad_input_is_dead_lettered_and_the_partition_keeps_flowing(
 ):
     now = datetime.now(UTC)
     good = demo.application(1, workers=0, now=now)
-    bad_nib = {**good, "application_id": "APP-BAD-NIB",
-               "employer": {**good["employer"], "nib": "12345"}}
-    bad_npwp = {**good, "application_id": "APP-BAD-NPWP",
-                "employer": {**good["employer"], "npwp": "013000666091001"[:8] + "9" + "091000"}}
+    bad_nib = {
+        **good,
+        "application_id": "APP-BAD-NIB",
+        "employer": {**good["employer"], "nib": "12345"},
+    }
+    bad_npwp = {
+        **good,
+        "application_id": "APP-BAD-NPWP",
+        "employer": {**good["employer"], "npwp": "013000666091001"[:8] + "9" + "091000"},
+    }
     renewal_without_previous = {**good, "application_id": "APP-RENEW", "action": "RENEWAL"}
     headers, value = demo.encode(demo.CE_TYPE_APPLICATION, demo.PTSP_SOURCE, good)
     unknown_headers, unknown_value = demo.encode(
-        "id.go.ptsp.permit.cancelled.v1", demo.PTSP_SOURCE,
-        {**good, "application_id": "APP-UNKNOWN-TYPE"})
+        "id.go.ptsp.permit.cancelled.v1",
+        demo.PTSP_SOURCE,
+        {**good, "application_id": "APP-UNKNOWN-TYPE"},
+    )
     big = {**good, "application_id": "APP-BIG", "padding": "x" * (2 * 1024 * 1024)}
-    mismatched = demo.application_record({**good, "application_id": "APP-MISMATCH"},
-                                         ce_type=demo.CE_TYPE_RENEWAL)
+    mismatched = demo.application_record(
+        {**good, "application_id": "APP-MISMATCH"}, ce_type=demo.CE_TYPE_RENEWAL
+    )
     cases = [
-        (b"k", [("ce_id", b"garbage-1")], b"\x00\xff not json"),             # garbage bytes
-        (b"k", [("ce_id", b"x")], None),                                      # tombstone
-        (b"k", headers[:1], value),                                           # no ce_type etc.
-        (b"k", [*headers, ("x-binary", b"\xff\xfe")], b"[1, 2, 3]"),          # wrong schema
+        (b"k", [("ce_id", b"garbage-1")], b"\x00\xff not json"),  # garbage bytes
+        (b"k", [("ce_id", b"x")], None),  # tombstone
+        (b"k", headers[:1], value),  # no ce_type etc.
+        (b"k", [*headers, ("x-binary", b"\xff\xfe")], b"[1, 2, 3]"),  # wrong schema
         (b"k", unknown_headers, unknown_value),
         demo.application_record(bad_nib),
         demo.application_record(bad_npwp),
         demo.application_record(renewal_without_previous, ce_type=demo.CE_TYPE_RENEWAL),
         demo.application_record(big),
         mismatched,
-        demo.application_record(good),                                        # still decided
+        demo.application_record(good),  # still decided
     ]
-    expected_codes = ["MALFORMED_JSON", "MALFORMED_ENVELOPE", "MALFORMED_ENVELOPE",
-                      "SCHEMA_VIOLATION", "UNKNOWN_TYPE", "SCHEMA_VIOLATION", "SCHEMA_VIOLATION",
-                      "SCHEMA_VIOLATION", "OVERSIZED", "TYPE_ACTION_MISMATCH"]
+    expected_codes = [
+        "MALFORMED_JSON",
+        "MALFORMED_ENVELOPE",
+        "MALFORMED_ENVELOPE",
+        "SCHEMA_VIOLATION",
+        "UNKNOWN_TYPE",
+        "SCHEMA_VIOLATION",
+        "SCHEMA_VIOLATION",
+        "SCHEMA_VIOLATION",
+        "OVERSIZED",
+        "TYPE_ACTION_MISMATCH",
+    ]
     async with services(settings, "permit-checker") as running:
         # One key, so all land on one partition in this order: nothing may stall behind them.
-        await send(producer, settings.topic_applications,
-                   [(b"same-key", h, v) for _, h, v in cases])
-        dlq = await read_topic(bootstrap, settings.dlq_topic(settings.topic_applications),
-                               len(expected_codes))
+        await send(
+            producer, settings.topic_applications, [(b"same-key", h, v) for _, h, v in cases]
+        )
+        dlq = await read_topic(
+            bootstrap, settings.dlq_topic(settings.topic_applications), len(expected_codes)
+        )
         out = decisions(await read_topic(bootstrap, settings.topic_decisions, 6))
         metrics = running["permit-checker"].metrics
     assert [header(r, "ptsp-gate-error-code") for r in dlq] == expected_codes

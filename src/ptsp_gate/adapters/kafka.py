@@ -44,7 +44,7 @@ def make_broker(settings: Settings, registry: CollectorRegistry) -> KafkaBroker:
 
 
 def make_producer(settings: Settings) -> AIOKafkaProducer:
-    """The outbox relay's producer: idempotent, so broker-side retries never duplicate or reorder."""
+    """The outbox relay's producer: idempotent, so broker retries never duplicate or reorder."""
     return AIOKafkaProducer(
         **client_kwargs(settings),
         enable_idempotence=True,

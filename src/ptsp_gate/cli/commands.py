@@ -9,7 +9,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from ptsp_gate.cli.main import CommandError
+from ptsp_gate.cli.errors import CommandError
 from ptsp_gate.config import Settings
 
 
@@ -109,9 +109,13 @@ async def _broker(args: argparse.Namespace, settings: Settings) -> int:
 
     from ptsp_gate.adapters.embedded import run_broker
 
-    topics = [settings.topic_applications, settings.topic_enrolment, settings.topic_decisions,
-              settings.dlq_topic(settings.topic_applications),
-              settings.dlq_topic(settings.topic_enrolment)]
+    topics = [
+        settings.topic_applications,
+        settings.topic_enrolment,
+        settings.topic_decisions,
+        settings.dlq_topic(settings.topic_applications),
+        settings.dlq_topic(settings.topic_enrolment),
+    ]
     path = Path(args.bootstrap_file) if args.bootstrap_file else None
     await asyncio.to_thread(run_broker, args.brokers, args.partitions, topics, path)
     return 0
@@ -123,8 +127,14 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     from ptsp_gate.observability.logging import configure
     from ptsp_gate.services.runtime import Service, StartupError
 
-    missing = [n for n, v in (("KAFKA_BOOTSTRAP_SERVERS", settings.kafka_bootstrap_servers),
-                              ("DATABASE_URL", settings.database_url)) if not v]
+    missing = [
+        n
+        for n, v in (
+            ("KAFKA_BOOTSTRAP_SERVERS", settings.kafka_bootstrap_servers),
+            ("DATABASE_URL", settings.database_url),
+        )
+        if not v
+    ]
     if missing:
         raise CommandError(f"{' and '.join(missing)} must be set (or use `ptsp-gate dev`)")
     configure(settings.log_level, settings.log_format)
@@ -135,8 +145,14 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     except StartupError as exc:
         raise CommandError(str(exc)) from exc
     server = uvicorn.Server(
-        uvicorn.Config(service.asgi_app(), host=args.host, port=args.port, log_config=None,
-                       lifespan="on", access_log=False)
+        uvicorn.Config(
+            service.asgi_app(),
+            host=args.host,
+            port=args.port,
+            log_config=None,
+            lifespan="on",
+            access_log=False,
+        )
     )
     # uvicorn re-raises the signal it caught once shutdown completes; after a clean drain that
     # must not turn into death-by-signal, so the handler it restores is a no-op.

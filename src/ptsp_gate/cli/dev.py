@@ -27,7 +27,7 @@ from ptsp_gate import demo
 from ptsp_gate.adapters import migrations
 from ptsp_gate.adapters.postgres import connect
 from ptsp_gate.cli.commands import database
-from ptsp_gate.cli.main import CommandError
+from ptsp_gate.cli.errors import CommandError
 from ptsp_gate.config import Settings
 from ptsp_gate.reports import render
 
@@ -47,10 +47,16 @@ async def run_dev(args: argparse.Namespace, settings: Settings) -> int:
         if not bootstrap:
             from ptsp_gate.adapters.embedded import MockKafkaCluster
 
-            topics = [settings.topic_applications, settings.topic_enrolment,
-                      settings.topic_decisions, settings.dlq_topic(settings.topic_applications),
-                      settings.dlq_topic(settings.topic_enrolment)]
-            cluster = stack.enter_context(MockKafkaCluster(brokers=3, topics=dict.fromkeys(topics, 3)))
+            topics = [
+                settings.topic_applications,
+                settings.topic_enrolment,
+                settings.topic_decisions,
+                settings.dlq_topic(settings.topic_applications),
+                settings.dlq_topic(settings.topic_enrolment),
+            ]
+            cluster = stack.enter_context(
+                MockKafkaCluster(brokers=3, topics=dict.fromkeys(topics, 3))
+            )
             bootstrap = list(cluster.bootstrap_servers)
             _say(f"Kafka (embedded, 3 brokers):  {','.join(bootstrap)}")
         else:
@@ -63,14 +69,20 @@ async def run_dev(args: argparse.Namespace, settings: Settings) -> int:
             finally:
                 await conn.close()
             _say("Migrations:  " + (", ".join(applied) if applied else "current"))
-            env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": ",".join(bootstrap), "DATABASE_URL": dsn}
+            env = {
+                **os.environ,
+                "KAFKA_BOOTSTRAP_SERVERS": ",".join(bootstrap),
+                "DATABASE_URL": dsn,
+            }
             procs = _start_services(args, settings, env, stack)
             await _wait_ready(args, procs, settings)
             _say(f"Services ready in {time.monotonic() - started:.1f} s; sending the demo feed...")
             ok = await _demo(settings, bootstrap, dsn)
             _say("")
             _say("Try:")
-            _say(f"  curl -s localhost:{args.permit_checker_port}/metrics | grep ptsp_gate_decisions")
+            _say(
+                f"  curl -s localhost:{args.permit_checker_port}/metrics | grep ptsp_gate_decisions"
+            )
             _say(f"  DATABASE_URL='{dsn}' ptsp-gate flagged")
             _say(f"  DATABASE_URL='{dsn}' ptsp-gate employer {demo.nib(6)}")
             _say(f"Service logs: {settings.data_dir / 'logs'}")
@@ -88,13 +100,24 @@ def _start_services(
     logs = settings.data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     procs: dict[str, tuple[subprocess.Popen[bytes], int, Path]] = {}
-    for name, port in (("enrolment-sync", args.enrolment_sync_port),
-                       ("permit-checker", args.permit_checker_port)):
+    for name, port in (
+        ("enrolment-sync", args.enrolment_sync_port),
+        ("permit-checker", args.permit_checker_port),
+    ):
         log_path = logs / f"{name}.log"
         log_file = stack.enter_context(log_path.open("wb"))
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ptsp_gate.cli.main", "run", name, "--port", str(port),
-             "--host", "127.0.0.1"],
+            [
+                sys.executable,
+                "-m",
+                "ptsp_gate.cli.main",
+                "run",
+                name,
+                "--port",
+                str(port),
+                "--host",
+                "127.0.0.1",
+            ],
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -105,7 +128,8 @@ def _start_services(
 
 
 async def _wait_ready(
-    args: argparse.Namespace, procs: dict[str, tuple[subprocess.Popen[bytes], int, Path]],
+    args: argparse.Namespace,
+    procs: dict[str, tuple[subprocess.Popen[bytes], int, Path]],
     settings: Settings,
 ) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -114,21 +138,31 @@ async def _wait_ready(
         for name in list(waiting):
             proc, port, log_path = procs[name]
             if proc.poll() is not None:
-                tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+                tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or [
+                    "(no output)"
+                ]
                 raise CommandError(f"{name} exited with code {proc.returncode}: {tail[0][:300]}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as resp:  # noqa: S310
-                    if resp.status == 200:
-                        waiting.discard(name)
+            if await asyncio.to_thread(_is_ready, port):
+                waiting.discard(name)
         if time.monotonic() > deadline:
-            raise CommandError(f"{', '.join(sorted(waiting))} not ready after {READY_TIMEOUT_S} s; "
-                               f"see {settings.data_dir / 'logs'}")
+            raise CommandError(
+                f"{', '.join(sorted(waiting))} not ready after {READY_TIMEOUT_S} s; "
+                f"see {settings.data_dir / 'logs'}"
+            )
         await asyncio.sleep(0.3)
+
+
+def _is_ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
 
 
 async def _demo(settings: Settings, bootstrap: list[str], dsn: str) -> bool:
     now = datetime.now(UTC)
-    # A version that grows with every run, so a re-run's enrolment records apply over the last one's.
+    # A version that grows with every run, so a re-run's enrolment records supersede the last.
     scenarios = demo.scenarios(now, version=int(now.timestamp()))
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
     await producer.start()
@@ -140,10 +174,16 @@ async def _demo(settings: Settings, bootstrap: list[str], dsn: str) -> bool:
         await _wait_enrolments(dsn, [e["nib"] for e in enrolments], int(now.timestamp()))
         for s in scenarios:
             key, headers, value = demo.application_record(s.application, s.ce_type)
-            await producer.send_and_wait(settings.topic_applications, value, key=key, headers=headers)
+            await producer.send_and_wait(
+                settings.topic_applications, value, key=key, headers=headers
+            )
         # Not even JSON: dead-lettered, with no decision since no application id can be read.
-        await producer.send_and_wait(settings.topic_applications, b"\x00garbage",
-                                     key=b"garbage", headers=[("ce_id", str(uuid.uuid4()).encode())])
+        await producer.send_and_wait(
+            settings.topic_applications,
+            b"\x00garbage",
+            key=b"garbage",
+            headers=[("ce_id", str(uuid.uuid4()).encode())],
+        )
     finally:
         await producer.stop()
     decisions = await _collect_decisions(
@@ -159,7 +199,9 @@ async def _wait_enrolments(dsn: str, nibs: list[str], version: int) -> None:
         while time.monotonic() < deadline:
             n = await conn.fetchval(
                 "SELECT count(*) FROM employer_enrolment WHERE nib = ANY($1) AND version >= $2",
-                nibs, version)
+                nibs,
+                version,
+            )
             if n == len(nibs):
                 return
             await asyncio.sleep(0.2)
@@ -171,8 +213,12 @@ async def _wait_enrolments(dsn: str, nibs: list[str], version: int) -> None:
 async def _collect_decisions(
     settings: Settings, bootstrap: list[str], wanted: set[str], since: datetime
 ) -> dict[str, dict[str, Any]]:
-    consumer = AIOKafkaConsumer(settings.topic_decisions, bootstrap_servers=bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        settings.topic_decisions,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     found: dict[str, dict[str, Any]] = {}
     try:
@@ -198,17 +244,26 @@ def _summarise(scenarios: list[demo.Scenario], decisions: dict[str, dict[str, An
         codes = tuple(r["code"] for r in d["reasons"]) if d else ()
         match = outcome == s.expect_outcome and codes == s.expect_codes
         ok &= match
-        rows.append({"scenario": s.name, "application": s.application["application_id"],
-                     "outcome": outcome, "reasons": ",".join(codes) or "-",
-                     "as expected": "yes" if match else f"NO (expected {s.expect_outcome})"})
+        rows.append(
+            {
+                "scenario": s.name,
+                "application": s.application["application_id"],
+                "outcome": outcome,
+                "reasons": ",".join(codes) or "-",
+                "as expected": "yes" if match else f"NO (expected {s.expect_outcome})",
+            }
+        )
     _say("")
     _say(render.to_table(rows, ["scenario", "application", "outcome", "reasons", "as expected"]))
     counts: dict[str, int] = {}
     for d in decisions.values():
         counts[d["outcome"]] = counts.get(d["outcome"], 0) + 1
-    _say("Decisions: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-         + "; plus 1 unreadable record dead-lettered to "
-         + "ptsp.permit-applications.v1.dlq")
+    _say(
+        "Decisions: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        + "; plus 1 unreadable record dead-lettered to "
+        + "ptsp.permit-applications.v1.dlq"
+    )
     if not ok:
         _say("Some outcomes differ from what the demo expects: see the table above.")
     return ok

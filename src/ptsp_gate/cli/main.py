@@ -14,11 +14,8 @@ from typing import NoReturn
 from pydantic import ValidationError
 
 from ptsp_gate import __version__
+from ptsp_gate.cli.errors import CommandError
 from ptsp_gate.schemas.events import ReasonCode
-
-
-class CommandError(Exception):
-    """An expected failure, reported in one line."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,8 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     dev = sub.add_parser("dev", help="run the whole system locally with a demo feed")
-    dev.add_argument("--exit-after-demo", action="store_true",
-                     help="stop once the demo's decisions are in (for scripts and CI)")
+    dev.add_argument(
+        "--exit-after-demo",
+        action="store_true",
+        help="stop once the demo's decisions are in (for scripts and CI)",
+    )
     dev.add_argument("--permit-checker-port", type=PORT, default=9101)
     dev.add_argument("--enrolment-sync-port", type=PORT, default=9102)
 
@@ -74,8 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     run_sub = run.add_subparsers(dest="service", required=True, parser_class=_Parser)
     for name, port in (("permit-checker", 9101), ("enrolment-sync", 9102)):
         svc = run_sub.add_parser(name, help=f"run the {name} service")
-        svc.add_argument("--port", type=PORT, default=port, help="HTTP port for /metrics, /health, /ready")
-        svc.add_argument("--host", default="0.0.0.0", help="HTTP bind address")  # noqa: S104
+        svc.add_argument(
+            "--port", type=PORT, default=port, help="HTTP port for /metrics, /health, /ready"
+        )
+        svc.add_argument("--host", default="0.0.0.0", help="HTTP bind address")
 
     sub.add_parser("migrate", help="apply database migrations (idempotent, concurrency-safe)")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -18,7 +19,9 @@ def _mask_text(text: str) -> str:
     return _LONG_DIGITS.sub(lambda m: "*" * len(m.group(1)) + m.group(2), text)
 
 
-def mask_sensitive(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def mask_sensitive(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     for key, value in list(event.items()):
         if key in _SENSITIVE_KEYS and isinstance(value, str):
             event[key] = "*" * max(len(value) - 4, 0) + value[-4:]

@@ -79,8 +79,14 @@ def flagged(rows: Sequence[dict[str, Any]], fmt: str) -> str:
     return to_table(rows, FLAGGED_COLUMNS) + f"\n{len(rows)} flagged employer(s)\n"
 
 
-DECISION_COLUMNS = ("decided_at", "application_id", "action", "outcome", "reason_codes",
-                    "policy_version")
+DECISION_COLUMNS = (
+    "decided_at",
+    "application_id",
+    "action",
+    "outcome",
+    "reason_codes",
+    "policy_version",
+)
 
 
 def employer(report: dict[str, Any], fmt: str) -> str:
@@ -95,8 +101,19 @@ def employer(report: dict[str, Any], fmt: str) -> str:
     if enrolment is None:
         lines.append("  Enrolment: no record from BPJS Ketenagakerjaan")
     else:
-        for key in ("status", "segment", "programs", "workers_enrolled", "arrears_months",
-                    "pds_flags", "sanction_requested", "npp", "npwp", "as_of", "version"):
+        for key in (
+            "status",
+            "segment",
+            "programs",
+            "workers_enrolled",
+            "arrears_months",
+            "pds_flags",
+            "sanction_requested",
+            "npp",
+            "npwp",
+            "as_of",
+            "version",
+        ):
             lines.append(f"  {key:<19} {_cell(enrolment[key])}")
     lines.append("")
     decisions = report["decisions"]

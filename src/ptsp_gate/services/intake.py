@@ -96,7 +96,9 @@ def read(
     value = record.value
     size = len(value or b"") + sum(len(k) + len(v or b"") for k, v in record.headers)
     if size > max_bytes:
-        return Invalid(record, "OVERSIZED", f"record is {size} bytes; the limit is {max_bytes}", [], None, None)
+        return Invalid(
+            record, "OVERSIZED", f"record is {size} bytes; the limit is {max_bytes}", [], None, None
+        )
     try:
         event = decode(list(record.headers), value)
     except EnvelopeError as exc:
@@ -114,8 +116,13 @@ def read(
     if value is not None and b"\\u0000" in value:
         # PostgreSQL text cannot hold NUL; refusing here keeps such a record from wedging a batch.
         return Invalid(
-            record, "SCHEMA_VIOLATION", "NUL characters are not allowed", [],
-            event.id, event.data, event.type,
+            record,
+            "SCHEMA_VIOLATION",
+            "NUL characters are not allowed",
+            [],
+            event.id,
+            event.data,
+            event.type,
         )
     try:
         # Strict types as JSON gives them; binary mode validates the value bytes directly.
@@ -124,7 +131,11 @@ def read(
     except ValidationError as exc:
         problems = _problems(exc)
         summary = "; ".join(f"{p['field']}: {p['error']}" for p in problems[:3])
-        code = "MALFORMED_JSON" if any(p["error"].startswith("Invalid JSON") for p in problems) else "SCHEMA_VIOLATION"
+        code = (
+            "MALFORMED_JSON"
+            if any(p["error"].startswith("Invalid JSON") for p in problems)
+            else "SCHEMA_VIOLATION"
+        )
         return Invalid(record, code, summary, problems, event.id, event.data, event.type)
     return Valid(record, event, payload)
 

@@ -135,7 +135,9 @@ class OutboxRelay:
                 self.is_leader = False
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self._metrics.retries.labels("outbox_relay").inc()
-                log.warning("outbox relay failed; retrying", error=self.last_error, retry_in_s=backoff)
+                log.warning(
+                    "outbox relay failed; retrying", error=self.last_error, retry_in_s=backoff
+                )
                 if self._stopping.is_set():
                     return
                 with contextlib.suppress(TimeoutError):
@@ -171,8 +173,7 @@ class OutboxRelay:
         while True:
             self._wake.clear()
             rows = await conn.fetch(
-                "SELECT id, topic, key, headers, value, kind"
-                " FROM outbox ORDER BY id LIMIT $1",
+                "SELECT id, topic, key, headers, value, kind FROM outbox ORDER BY id LIMIT $1",
                 self._batch_size,
             )
             if rows:
@@ -201,7 +202,9 @@ class OutboxRelay:
             for r in rows
         ]
         await asyncio.gather(*futures)
-        await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+        await conn.execute(
+            "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+        )
         kinds: dict[str, int] = {}
         for r in rows:
             kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1

@@ -123,8 +123,11 @@ class Service:
         try:
             await msg.ack()
         except Exception as exc:  # the work is committed in PostgreSQL; a replay dedupes
-            log.warning("offset commit failed; batch will be redelivered and deduplicated",
-                        service=self.spec.name, error=str(exc)[:300])
+            log.warning(
+                "offset commit failed; batch will be redelivered and deduplicated",
+                service=self.spec.name,
+                error=str(exc)[:300],
+            )
 
     async def open(self) -> None:
         """Connect to PostgreSQL and check the schema; fail fast with one line if either is off."""
@@ -148,8 +151,9 @@ class Service:
     async def run_background(self) -> None:
         self.relay.start()
         self._lag_task = asyncio.create_task(self._sample_lag(), name="lag-sampler")
-        log.info("service started", service=self.spec.name, topic=self.spec.topic,
-                 group=self.spec.group)
+        log.info(
+            "service started", service=self.spec.name, topic=self.spec.topic, group=self.spec.group
+        )
 
     async def start(self) -> None:
         await self.open()
@@ -183,9 +187,9 @@ class Service:
                     if high is None:
                         continue
                     position = await consumer.position(tp)
-                    self.metrics.consumer_lag.labels(self.spec.group, tp.topic, str(tp.partition)).set(
-                        max(high - position, 0)
-                    )
+                    self.metrics.consumer_lag.labels(
+                        self.spec.group, tp.topic, str(tp.partition)
+                    ).set(max(high - position, 0))
             except Exception as exc:  # lag is advisory; never let sampling hurt the service
                 log.debug("lag sampling failed", error=str(exc))
 

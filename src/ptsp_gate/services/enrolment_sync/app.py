@@ -14,10 +14,12 @@ def spec(settings: Settings) -> ServiceSpec:
         name=NAME,
         topic=settings.topic_enrolment,
         group=settings.group_enrolment_sync,
-        make_handler=lambda pool, metrics: EnrolmentSync(
-            pool=pool,
-            metrics=metrics,
-            dlq_topic=settings.dlq_topic,
-            max_event_bytes=settings.max_event_bytes,
-        ).handle_batch,
+        make_handler=lambda pool, metrics: (
+            EnrolmentSync(
+                pool=pool,
+                metrics=metrics,
+                dlq_topic=settings.dlq_topic,
+                max_event_bytes=settings.max_event_bytes,
+            ).handle_batch
+        ),
     )

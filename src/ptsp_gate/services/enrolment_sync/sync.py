@@ -16,8 +16,8 @@ from ptsp_gate.observability.logging import get_logger
 from ptsp_gate.observability.metrics import Metrics
 from ptsp_gate.schemas.events import CE_TYPE_ENROLMENT, EnrolmentState
 from ptsp_gate.services import enrolment_store, intake, outbox
-from ptsp_gate.services.intake import Invalid, RawRecord, Valid
 from ptsp_gate.services.errors import TransientFailure
+from ptsp_gate.services.intake import Invalid, RawRecord, Valid
 
 log = get_logger(__name__)
 
@@ -58,15 +58,15 @@ class EnrolmentSync:
         m.enrolment_updates.labels("applied").inc(len(applied))
         m.enrolment_updates.labels("stale").inc(len(valid) - len(applied))
         m.enrolment_updates.labels("invalid").inc(len(invalid))
-        for item in dead:
-            m.dlq_messages.labels(self._dlq_topic(item.record.topic), item.code).inc()
+        for bad in dead:
+            m.dlq_messages.labels(self._dlq_topic(bad.record.topic), bad.code).inc()
             log.warning(
                 "enrolment record dead-lettered",
-                error=item.code,
-                reason=item.message[:300],
-                topic=item.record.topic,
-                partition=item.record.partition,
-                offset=item.record.offset,
+                error=bad.code,
+                reason=bad.message[:300],
+                topic=bad.record.topic,
+                partition=bad.record.partition,
+                offset=bad.record.offset,
             )
 
     async def _commit(

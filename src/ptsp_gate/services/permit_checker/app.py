@@ -15,13 +15,15 @@ def spec(settings: Settings, policies: PolicyBook) -> ServiceSpec:
         name=NAME,
         topic=settings.topic_applications,
         group=settings.group_permit_checker,
-        make_handler=lambda pool, metrics: PermitChecker(
-            pool=pool,
-            policies=policies,
-            metrics=metrics,
-            decisions_topic=settings.topic_decisions,
-            dlq_topic=settings.dlq_topic,
-            event_source=settings.event_source,
-            max_event_bytes=settings.max_event_bytes,
-        ).handle_batch,
+        make_handler=lambda pool, metrics: (
+            PermitChecker(
+                pool=pool,
+                policies=policies,
+                metrics=metrics,
+                decisions_topic=settings.topic_decisions,
+                dlq_topic=settings.dlq_topic,
+                event_source=settings.event_source,
+                max_event_bytes=settings.max_event_bytes,
+            ).handle_batch
+        ),
     )

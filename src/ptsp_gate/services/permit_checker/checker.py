@@ -12,7 +12,6 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 
@@ -22,11 +21,11 @@ from ptsp_gate.observability.metrics import Metrics
 from ptsp_gate.policy import PolicyBook, Verdict, decide, decision_id, rejected
 from ptsp_gate.schemas.cloudevents import binary_headers
 from ptsp_gate.schemas.events import (
-    EnrolmentState,
     ACTION_BY_CE_TYPE,
     CE_TYPE_DECISION,
     Action,
     ComplianceDecision,
+    EnrolmentState,
     Outcome,
     PermitApplication,
 )
@@ -90,13 +89,18 @@ class PermitChecker:
                 except TRANSIENT_DB_ERRORS as exc2:
                     raise TransientFailure(f"{type(exc2).__name__}: {exc2}") from exc2
                 except asyncpg.PostgresError as exc2:
-                    failed = Invalid(item.record, "PROCESSING_FAILED", str(exc2)[:500], [], None, None)
+                    failed = Invalid(
+                        item.record, "PROCESSING_FAILED", str(exc2)[:500], [], None, None
+                    )
                     decided += await self._commit([failed])
         self._observe(decided)
 
     def _read(self, record: RawRecord) -> Valid[PermitApplication] | Invalid:
         item = intake.read(record, PermitApplication, ACCEPTED_TYPES, self._max_bytes)
-        if isinstance(item, Valid) and ACTION_BY_CE_TYPE[item.event.type] is not item.payload.action:
+        if (
+            isinstance(item, Valid)
+            and ACTION_BY_CE_TYPE[item.event.type] is not item.payload.action
+        ):
             return Invalid(
                 record,
                 "TYPE_ACTION_MISMATCH",
@@ -149,10 +153,18 @@ class PermitChecker:
             verdict = decide(app, enrolment, self._policies.for_region(app.region_code), now)
             version = enrolment.version if enrolment is not None else None
             decision = self._decision(
-                item.event.id, verdict, version, app.application_id,
-                app.employer.nib, app.action, app.region_code, now,
+                item.event.id,
+                verdict=verdict,
+                enrolment_version=version,
+                application_id=app.application_id,
+                nib=app.employer.nib,
+                action=app.action,
+                region=app.region_code,
+                now=now,
             )
-            return Decided(item.event_key, decision, item.event.time or app.submitted_at, None, version)
+            return Decided(
+                item.event_key, decision, item.event.time or app.submitted_at, None, version
+            )
         # An invalid event still gets an answer when the PTSP can tell which application it was.
         app_id = item.field("application_id")
         if app_id is None:
@@ -164,14 +176,21 @@ class PermitChecker:
             f"{item.code}: {item.message}",
         )
         decision = self._decision(
-            item.event_key, verdict, None, app_id, item.field("employer", "nib"),
-            _action_of(item), region, now,
+            item.event_key,
+            verdict=verdict,
+            enrolment_version=None,
+            application_id=app_id,
+            nib=item.field("employer", "nib"),
+            action=_action_of(item),
+            region=region,
+            now=now,
         )
         return Decided(item.event_key, decision, now, item, None)
 
     def _decision(
         self,
         event_id: str,
+        *,
         verdict: Verdict,
         enrolment_version: int | None,
         application_id: str,
@@ -221,8 +240,11 @@ class PermitChecker:
             )
         await store_decisions(
             conn,
-            [(d.decision, d.event_key, d.enrolment_version)
-             for d in decided if d.decision is not None],
+            [
+                (d.decision, d.event_key, d.enrolment_version)
+                for d in decided
+                if d.decision is not None
+            ],
             self._decisions_topic,
             self._source,
         )
@@ -270,7 +292,7 @@ class PermitChecker:
 
 def _action_of(item: Invalid) -> Action | None:
     raw = item.field("action")
-    if raw in Action.__members__:
+    if raw is not None and raw in Action.__members__:
         return Action(raw)
     return ACTION_BY_CE_TYPE.get(item.event_type) if item.event_type else None
 

@@ -1,0 +1,6 @@
+"""Errors of the command line, in a module of their own: `python -m ptsp_gate.cli.main` loads the
+entry module twice (as __main__ and by name), and a class defined there would exist twice."""
+
+
+class CommandError(Exception):
+    """An expected failure, reported in one line."""

@@ -1,0 +1,148 @@
+"""The console commands against a real PostgreSQL (and, for `dev`, the whole system)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import pytest
+
+from ptsp_gate import demo
+from ptsp_gate.adapters import migrations
+from ptsp_gate.adapters.postgres import connect
+
+from .support import read_topic, send, services
+
+pytestmark = pytest.mark.integration
+
+
+def _cli(dsn: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ptsp_gate.cli.main", *argv],
+        env={**os.environ, "DATABASE_URL": dsn},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_migrate_is_idempotent_and_safe_concurrently(server_dsn) -> None:
+    from .conftest import _with_database
+
+    name = "ptsp_gate_mig_" + os.urandom(4).hex()
+    conn = await connect(server_dsn)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    dsn = _with_database(server_dsn, name)
+    results = await asyncio.gather(*(asyncio.to_thread(_cli, dsn, "migrate") for _ in range(4)))
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    outputs = sorted(r.stdout.strip() for r in results)
+    assert outputs.count("database schema is current") == 3
+    assert outputs[0].startswith("applied: 0001_initial.sql")
+    conn = await connect(dsn)
+    try:
+        assert await migrations.pending(conn) == []
+        assert await conn.fetchval("SELECT count(*) FROM schema_migration") == len(
+            migrations.available()
+        )
+    finally:
+        await conn.close()
+
+
+async def test_officer_commands_on_real_decisions(settings, producer, bootstrap, db, db_dsn):
+    scenarios = demo.scenarios(datetime.now(UTC))
+    async with services(settings):
+        enrol = [s.enrolment for s in scenarios if s.enrolment]
+        await send(producer, settings.topic_enrolment, [demo.enrolment_record(e) for e in enrol])
+        while await db.fetchval("SELECT count(*) FROM employer_enrolment") < len(enrol):
+            await asyncio.sleep(0.1)
+        await send(
+            producer,
+            settings.topic_applications,
+            [demo.application_record(s.application, s.ce_type) for s in scenarios],
+        )
+        await read_topic(bootstrap, settings.topic_decisions, len(scenarios))
+    blocked = {s.application["employer"]["nib"] for s in scenarios if s.expect_outcome == "BLOCKED"}
+
+    out = await asyncio.to_thread(_cli, db_dsn, "flagged", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert {r["nib"] for r in rows} == blocked
+    assert all(r["blocked_applications"] == 1 and r["region_code"] == "7314" for r in rows)
+
+    out = await asyncio.to_thread(_cli, db_dsn, "flagged", "--reason", "ARREARS", "--format", "csv")
+    parsed = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert {r["nib"] for r in parsed} == {demo.nib(6), demo.nib(12)}
+
+    out = await asyncio.to_thread(_cli, db_dsn, "flagged", "--region", "1111")
+    assert out.stdout == "No flagged employers.\n"
+
+    out = await asyncio.to_thread(_cli, db_dsn, "flagged")
+    assert out.returncode == 0
+    assert f"{len(blocked)} flagged employer(s)" in out.stdout
+
+    out = await asyncio.to_thread(_cli, db_dsn, "employer", demo.nib(6), "--format", "json")
+    report = json.loads(out.stdout)
+    assert report["enrolment"]["arrears_months"] == 3
+    assert report["enrolment"]["npwp"].startswith("*")
+    assert [d["outcome"] for d in report["decisions"]] == ["BLOCKED"]
+
+    out = await asyncio.to_thread(_cli, db_dsn, "employer", demo.nib(6))
+    assert "Decisions (1, newest first)" in out.stdout
+
+    out = await asyncio.to_thread(_cli, db_dsn, "employer", "9999999999999")
+    assert out.returncode == 3
+    assert "no record" in out.stdout
+
+
+async def test_officer_command_on_unmigrated_database_is_one_line(server_dsn) -> None:
+    from .conftest import _with_database
+
+    name = "ptsp_gate_bare_" + os.urandom(4).hex()
+    conn = await connect(server_dsn)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    out = await asyncio.to_thread(_cli, _with_database(server_dsn, name), "flagged")
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        "ptsp-gate flagged: database schema is behind: run `ptsp-gate migrate`"
+    ]
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS")),
+    reason="dev uses the embedded broker in this test",
+)
+def test_dev_shows_every_outcome(tmp_path, db_dsn) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS",)}
+    env.update({"PTSP_GATE_DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": db_dsn})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ptsp_gate.cli.main",
+            "dev",
+            "--exit-after-demo",
+            "--permit-checker-port",
+            "19101",
+            "--enrolment-sync-port",
+            "19102",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for outcome in ("CLEARED", "BLOCKED", "PENDING", "REJECTED"):
+        assert outcome in proc.stdout
+    assert "NO (expected" not in proc.stdout
+    assert "dead-lettered" in proc.stdout

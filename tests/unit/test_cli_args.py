@@ -1,0 +1,81 @@
+"""Argument and configuration errors: a non-zero exit with one line, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from ptsp_gate.cli.main import main
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["nonsense"],
+        ["flagged", "--region", "73"],
+        ["flagged", "--region", "٧٣١٤"],
+        ["flagged", "--reason", "NOT_A_CODE"],
+        ["flagged", "--format", "xml"],
+        ["employer"],
+        ["employer", "123"],
+        ["employer", "12345678901234"],
+        ["run"],
+        ["run", "permit-checker", "--port", "0"],
+        ["run", "permit-checker", "--port", "http"],
+        ["broker", "--brokers", "0"],
+        ["broker", "--partitions", "1000"],
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(argv, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) <= 2  # argparse's usage line, at most, plus ours
+    assert err[-1].startswith("ptsp-gate")
+
+
+def test_services_need_their_connections(monkeypatch, capsys) -> None:
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert main(["run", "permit-checker"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "ptsp-gate run: KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL must be set "
+        "(or use `ptsp-gate dev`)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PTSP_GATE_BATCH_MAX_RECORDS", "lots"),
+        ("PTSP_GATE_BATCH_MAX_RECORDS", "0"),
+        ("PTSP_GATE_MAX_EVENT_BYTES", "1"),
+        ("PTSP_GATE_LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_bad_configuration_is_one_line(monkeypatch, capsys, name, value) -> None:
+    monkeypatch.setenv(name, value)
+    assert main(["flagged"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("ptsp-gate flagged: configuration ")
+
+
+def test_bad_policy_directory_is_one_line(monkeypatch, capsys, tmp_path) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("PTSP_GATE_POLICY_DIR", str(tmp_path / "missing"))
+    assert main(["run", "permit-checker"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "missing" in err[0]
+
+
+def test_unreachable_database_is_one_line(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    assert main(["flagged"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("ptsp-gate flagged: cannot connect to PostgreSQL")
