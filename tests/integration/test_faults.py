@@ -75,10 +75,10 @@ async def test_broker_outage_mid_stream_loses_and_duplicates_nothing(
 
 
 async def test_database_connections_killed_mid_stream_lose_nothing(
-    settings, producer, bootstrap, db, db_dsn
+    settings, producer, bootstrap, db
 ):
     n = 1500
-    database = db_dsn.rsplit("/", 1)[-1].split("?")[0]
+    database = await db.fetchval("SELECT current_database()")
     async with services(settings, "permit-checker") as running:
         await send(producer, settings.topic_applications, _events(n, "PGKILL"))
 
