@@ -109,7 +109,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _service_process(settings, name: str) -> subprocess.Popen[bytes]:
+def _service_process(settings, name: str, port: int | None = None) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": ",".join(settings.kafka_bootstrap_servers),

@@ -42,27 +42,48 @@ async def test_librdkafka_producer_binary_and_structured_mode(settings, bootstra
         "data": app_structured,
     }
     async with services(settings):
-        await asyncio.to_thread(_produce, bootstrap, settings.topic_enrolment, [
-            (enrolment["nib"].encode(), [
-                ("ce_specversion", b"1.0"), ("ce_id", b"bpjs-1"), ("ce_source", b"urn:bpjstk"),
-                ("ce_type", CE_TYPE_ENROLMENT.encode()), ("ce_time", now.isoformat().encode()),
-                ("content-type", b"application/json")], json.dumps(enrolment).encode()),
-        ])
+        await asyncio.to_thread(
+            _produce,
+            bootstrap,
+            settings.topic_enrolment,
+            [
+                (
+                    enrolment["nib"].encode(),
+                    [
+                        ("ce_specversion", b"1.0"),
+                        ("ce_id", b"bpjs-1"),
+                        ("ce_source", b"urn:bpjstk"),
+                        ("ce_type", CE_TYPE_ENROLMENT.encode()),
+                        ("ce_time", now.isoformat().encode()),
+                        ("content-type", b"application/json"),
+                    ],
+                    json.dumps(enrolment).encode(),
+                ),
+            ],
+        )
 
         async def applied() -> bool:
             return await db.fetchval("SELECT count(*) FROM employer_enrolment") == 1
 
         await eventually(applied)
         _key, headers, value = demo.application_record(app_binary)
-        await asyncio.to_thread(_produce, bootstrap, settings.topic_applications, [
-            (app_binary["employer"]["nib"].encode(), headers, value),
-            (app_structured["employer"]["nib"].encode(),
-             [("content-type", b"application/cloudevents+json; charset=utf-8")],
-             json.dumps(structured).encode()),
-        ])
+        await asyncio.to_thread(
+            _produce,
+            bootstrap,
+            settings.topic_applications,
+            [
+                (app_binary["employer"]["nib"].encode(), headers, value),
+                (
+                    app_structured["employer"]["nib"].encode(),
+                    [("content-type", b"application/cloudevents+json; charset=utf-8")],
+                    json.dumps(structured).encode(),
+                ),
+            ],
+        )
         out = decisions(await read_topic(bootstrap, settings.topic_decisions, 2))
-    assert {d["application_id"]: (d["outcome"], [r["code"] for r in d["reasons"]])
-            for d in out} == {
+    assert {
+        d["application_id"]: (d["outcome"], [r["code"] for r in d["reasons"]]) for d in out
+    } == {
         app_binary["application_id"]: ("BLOCKED", ["ARREARS"]),
         "APP-STRUCTURED": ("BLOCKED", ["ARREARS"]),
     }

@@ -24,8 +24,13 @@ def test_compose_creates_every_default_topic() -> None:
     script = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["topics"]
     text = " ".join(script["command"])
     s = Settings()
-    for topic in (s.topic_applications, s.topic_enrolment, s.topic_decisions,
-                  s.dlq_topic(s.topic_applications), s.dlq_topic(s.topic_enrolment)):
+    for topic in (
+        s.topic_applications,
+        s.topic_enrolment,
+        s.topic_decisions,
+        s.dlq_topic(s.topic_applications),
+        s.dlq_topic(s.topic_enrolment),
+    ):
         assert topic in text
 
 

@@ -11,8 +11,11 @@ from ptsp_gate.observability.logging import configure, get_logger
 def test_npwp_and_nik_are_masked_in_fields_messages_and_foreign_logs(capsys) -> None:
     configure("INFO", "json")
     get_logger("t").warning(
-        "mismatch for 0013000666091000", npwp="013000666091000", nik="7314015505900001",
-        nib="9120000000001", detail="nik 7314015505900001 given",
+        "mismatch for 0013000666091000",
+        npwp="013000666091000",
+        nik="7314015505900001",
+        nib="9120000000001",
+        detail="nik 7314015505900001 given",
     )
     logging.getLogger("aiokafka.other").warning("npwp %s refused", "013000666091000")
     lines = [json.loads(x) for x in capsys.readouterr().err.strip().splitlines()]
