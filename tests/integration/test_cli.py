@@ -146,3 +146,47 @@ def test_dev_shows_every_outcome(tmp_path, db_dsn) -> None:
         assert outcome in proc.stdout
     assert "NO (expected" not in proc.stdout
     assert "dead-lettered" in proc.stdout
+
+
+async def test_broker_command_prints_its_address_and_stops_cleanly(tmp_path) -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    bootstrap_file = tmp_path / "bootstrap"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ptsp_gate.cli.main",
+            "broker",
+            "--brokers",
+            "2",
+            "--partitions",
+            "2",
+            "--bootstrap-file",
+            str(bootstrap_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 20)
+        servers = first.strip().split(",")
+        assert len(servers) == 2
+        assert bootstrap_file.read_text().strip() == first.strip()
+        producer = AIOKafkaProducer(bootstrap_servers=servers)
+        await producer.start()
+        await producer.send_and_wait("ptsp.permit-applications.v1", b"hello", key=b"k")
+        await producer.stop()
+        consumer = AIOKafkaConsumer(
+            "ptsp.permit-applications.v1", bootstrap_servers=servers, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        record = await asyncio.wait_for(consumer.getone(), 10)
+        await consumer.stop()
+        assert record.value == b"hello"
+    finally:
+        proc.terminate()
+        code = await asyncio.to_thread(proc.wait, 20)
+    assert code == 0

@@ -128,7 +128,7 @@ def _service_process(settings, name: str, port: int | None = None) -> subprocess
             "run",
             name,
             "--port",
-            str(_free_port()),
+            str(port or _free_port()),
             "--host",
             "127.0.0.1",
         ],

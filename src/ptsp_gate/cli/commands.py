@@ -105,8 +105,6 @@ async def _employer(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _broker(args: argparse.Namespace, settings: Settings) -> int:
-    import asyncio
-
     from ptsp_gate.adapters.embedded import run_broker
 
     topics = [
@@ -117,7 +115,8 @@ async def _broker(args: argparse.Namespace, settings: Settings) -> int:
         settings.dlq_topic(settings.topic_enrolment),
     ]
     path = Path(args.bootstrap_file) if args.bootstrap_file else None
-    await asyncio.to_thread(run_broker, args.brokers, args.partitions, topics, path)
+    # Blocks on the main thread on purpose: only the main thread receives SIGTERM/SIGINT.
+    run_broker(args.brokers, args.partitions, topics, path)
     return 0
 
 

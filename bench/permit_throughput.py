@@ -1,0 +1,1122 @@
+#!/usr/bin/env python
+"""Throughput and latency of the permit-checker, against a raw aiokafka pipe on the same broker.
+
+Run by hand (not a test); see bench/README.md. One run, on one machine:
+
+* infrastructure: the embedded broker (`ptsp-gate broker`) in its own process, and PostgreSQL
+  from DATABASE_URL (a fresh database is created in it and dropped afterwards) or an
+  EmbeddedPostgres in a temporary directory; migrations, then an enrolment projection for
+  ``--employers`` NIBs loaded straight into the database (a fixed mix of states);
+* N application events (``--events``) are produced once to the bench's applications topic;
+* phase A (raw baseline, ``--skip-raw`` to leave out): a separate process consumes those N records
+  in batches and re-produces each one to another topic, committing offsets per batch;
+* phase B (throughput): ``ptsp-gate run permit-checker`` starts on the same N records (already
+  waiting in the topic); decisions/s from the first decision published to the last;
+* phase C (latency): with the service caught up, events at a fixed rate for a few seconds; the
+  latency of one event is its decision's CreateTime on the decisions topic minus its ce_time;
+* the service gets SIGTERM and must exit 0; a report is printed and saved as JSON under
+  bench/results/.
+
+Every process it starts is stopped again on exit, Ctrl-C or SIGTERM; all traffic is on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import random
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import OffsetOutOfRangeError
+
+from ptsp_gate import demo
+from ptsp_gate.adapters import migrations
+from ptsp_gate.adapters.postgres import connect
+from ptsp_gate.config import Settings
+from ptsp_gate.schemas.events import EnrolmentState
+from ptsp_gate.services import enrolment_store
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+
+GOAL_RATE = 10_000  # decisions/s
+GOAL_RATIO = 0.5  # ptsp-gate rate / raw pipe rate
+
+BROKER_START_TIMEOUT_S = 30.0
+SERVICE_READY_TIMEOUT_S = 60.0
+STALL_TIMEOUT_S = 60.0  # no new decision (or raw-pipe progress) for this long: give up
+STOP_TIMEOUT_S = 45.0  # SIGTERM to exit, for the service (its graceful timeout is 20 s) and broker
+DRAIN_TIMEOUT_S = 60.0  # phase C: after the last event is sent, all its decisions must be in
+
+# The mock broker keeps about 5 MiB per partition: uncompressed, 100,000 application events on
+# six partitions would lose their older half before anyone reads them. gzip shrinks them ~10x.
+PRELOAD_COMPRESSION = "gzip"
+PRODUCER_MAX_BATCH_BYTES = 256 * 1024  # as the service's outbox relay (adapters/kafka.py)
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def say(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+class BenchError(RuntimeError):
+    """A condition that ends the run early, stated in one line."""
+
+
+# --------------------------------------------------------------------------------------------
+# Options
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="permit_throughput.py",
+        description="Throughput and latency of ptsp-gate's permit-checker vs a raw aiokafka pipe.",
+    )
+    p.add_argument("--events", type=int, default=100_000, help="events for phases A and B")
+    p.add_argument("--partitions", type=int, default=6, help="partitions of every bench topic")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="PTSP_GATE_BATCH_MAX_RECORDS for the service and max_records of the raw pipe "
+        "(default: the service's default, 1000)",
+    )
+    p.add_argument("--employers", type=int, default=10_000, help="distinct NIBs (max 999999)")
+    p.add_argument(
+        "--latency-rate",
+        type=float,
+        default=None,
+        help="events/s in phase C (default: half the phase B rate)",
+    )
+    p.add_argument("--latency-seconds", type=float, default=15.0, help="length of phase C")
+    p.add_argument("--skip-raw", action="store_true", help="leave out phase A")
+    p.add_argument("--port", type=int, default=0, help="service HTTP port (default: a free one)")
+    p.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="run the service under cProfile and write its stats to FILE (slows it down: "
+        "the figures of such a run are not the service's throughput)",
+    )
+    p.add_argument("--seed", type=int, default=20_260_101, help="seed of the event mix")
+    # Internal: the raw pipe runs as a child process of the bench.
+    p.add_argument("--role", choices=("bench", "raw-pipe"), default="bench", help=argparse.SUPPRESS)
+    p.add_argument("--bootstrap", help=argparse.SUPPRESS)
+    p.add_argument("--in-topic", help=argparse.SUPPRESS)
+    p.add_argument("--out-topic", help=argparse.SUPPRESS)
+    p.add_argument("--group", help=argparse.SUPPRESS)
+    p.add_argument("--result-file", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.events < 1:
+        p.error("--events must be at least 1")
+    if not 1 <= args.partitions <= 64:
+        p.error("--partitions must be between 1 and 64")
+    if args.batch is not None and not 1 <= args.batch <= 10_000:
+        p.error("--batch must be between 1 and 10000")
+    if not 1 <= args.employers <= 999_999:
+        p.error("--employers must be between 1 and 999999")
+    if args.latency_rate is not None and args.latency_rate <= 0:
+        p.error("--latency-rate must be positive")
+    if args.latency_seconds <= 0:
+        p.error("--latency-seconds must be positive")
+    return args
+
+
+# --------------------------------------------------------------------------------------------
+# Processes and CPU accounting
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process from /proc (None when it is gone or unreadable)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces; the fields after it are fixed.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def process_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+class Child:
+    """A subprocess in its own session (Ctrl-C reaches only the bench, which then stops it)."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.popen = subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def cpu(self) -> float | None:
+        return cpu_seconds(self.pid)
+
+    def tail(self, lines: int = 5) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(text[-lines:]) or "(no output)"
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> tuple[int, float]:
+        """SIGTERM, wait, SIGKILL if needed; returns (exit code, seconds it took)."""
+        started = time.monotonic()
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                say(f"{self.name} did not stop within {timeout:.0f} s of SIGTERM; killing it")
+                self.popen.kill()
+                self.popen.wait(10)
+        self._log.close()
+        return self.popen.returncode, time.monotonic() - started
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def read_bootstrap_file(path: Path) -> str | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return text or None
+
+
+class PostgresCpu:
+    """CPU of the PostgreSQL server's processes (backends and background workers), by pid from
+    pg_stat_activity. Only when those pids are this machine's postgres processes."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def snapshot(self) -> dict[int, float]:
+        pids = [r["pid"] for r in await self._conn.fetch("SELECT pid FROM pg_stat_activity")]
+        out: dict[int, float] = {}
+        for pid in pids:
+            if not process_name(pid).startswith("postgres"):
+                continue
+            cpu = cpu_seconds(pid)
+            if cpu is not None:
+                out[pid] = cpu
+        return out
+
+    @staticmethod
+    def delta(before: dict[int, float], after: dict[int, float]) -> float | None:
+        if not after:
+            return None  # another machine or container: pids are not ours to read
+        return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+# --------------------------------------------------------------------------------------------
+# Workload: employers with a fixed mix of enrolment states, applications spread over them
+
+
+def _employer_kind(n: int) -> int:
+    return n % 20
+
+
+def enrolment_for(n: int, now: datetime) -> dict[str, Any] | None:
+    """The employer's enrolment record (None: no record). 60 % of employers are in order, 30 %
+    have a blocking problem, 10 % are pending (stale record or none)."""
+    kind = _employer_kind(n)
+    if kind < 12:
+        return demo.enrolment(n, now=now)
+    variants: dict[int, dict[str, Any]] = {
+        12: {"status": "INACTIVE"},
+        13: {"arrears": 3},
+        14: {"sanction": True},
+        15: {"pds": ("WAGES",)},
+        16: {"status": "NOT_REGISTERED", "programs": (), "enrolled": 0},
+        17: {"programs": ("JKK", "JKM", "JHT"), "enrolled": 12},
+        18: {"age_days": 200},
+    }
+    if kind in variants:
+        return demo.enrolment(n, now=now, **variants[kind])
+    return None
+
+
+def application_for(n: int, seq: int, phase: str, now: datetime) -> dict[str, Any]:
+    kind = _employer_kind(n)
+    scale, workers = ("KECIL", 20) if kind == 17 else ("MIKRO", 3)
+    action = "RENEWAL" if seq % 10 == 9 else "NEW"
+    data = demo.application(n, scale=scale, workers=workers, action=action, now=now)
+    data["application_id"] = application_id(phase, seq)
+    return data
+
+
+def application_id(phase: str, seq: int) -> str:
+    return f"BENCH-{phase}{seq:08d}"
+
+
+def phase_of(app_id: str) -> str:
+    return app_id[6:7]
+
+
+def ce_time_ms(headers: list[tuple[str, bytes]]) -> int:
+    for k, v in headers:
+        if k == "ce_time":
+            return int(datetime.fromisoformat(v.decode()).timestamp() * 1000)
+    raise ValueError("event without ce_time")
+
+
+Event = tuple[bytes, list[tuple[str, bytes]], bytes, str, int]  # key, headers, value, id, ce_ms
+
+
+def make_event(rng: random.Random, employers: int, seq: int, phase: str) -> Event:
+    """One application event exactly as demo.application_record builds it; ce_time = now."""
+    n = rng.randint(1, employers)
+    data = application_for(n, seq, phase, datetime.now(UTC))
+    key, headers, value = demo.application_record(data)
+    return key, headers, value, data["application_id"], ce_time_ms(headers)
+
+
+async def load_enrolments(conn: asyncpg.Connection, employers: int) -> int:
+    now = datetime.now(UTC)
+    states = []
+    for n in range(1, employers + 1):
+        record = enrolment_for(n, now)
+        if record is not None:
+            states.append(EnrolmentState.model_validate_json(json.dumps(record)))
+    for i in range(0, len(states), 5000):
+        chunk = states[i : i + 5000]
+        await enrolment_store.apply_newer(conn, chunk, "bench", [None] * len(chunk))
+    return len(states)
+
+
+# --------------------------------------------------------------------------------------------
+# Phase A, child side: the raw aiokafka pipe
+
+
+async def raw_pipe_role(args: argparse.Namespace) -> int:
+    """Consume N records, re-produce each (key, value, headers) to another topic; per batch:
+    await every delivery, then commit offsets. Writes its figures as JSON to --result-file."""
+    bootstrap = args.bootstrap.split(",")
+    batch = args.batch or Settings.model_fields["batch_max_records"].default
+    consumer = AIOKafkaConsumer(
+        args.in_topic,
+        bootstrap_servers=bootstrap,
+        group_id=args.group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+    )
+    await consumer.start()
+    await producer.start()
+    cpu_start = resource.getrusage(resource.RUSAGE_SELF)
+    done = 0
+    first: float | None = None
+    last_progress = time.monotonic()
+    try:
+        while done < args.events:
+            records = [
+                r
+                for rs in (await consumer.getmany(timeout_ms=1000, max_records=batch)).values()
+                for r in rs
+            ]
+            now = time.monotonic()
+            if not records:
+                if now - last_progress > STALL_TIMEOUT_S:
+                    print(f"raw pipe: stalled at {done} of {args.events}", file=sys.stderr)
+                    return 1
+                continue
+            if first is None:
+                first = now
+                cpu_start = resource.getrusage(resource.RUSAGE_SELF)
+            futures = [
+                await producer.send(args.out_topic, r.value, key=r.key, headers=list(r.headers))
+                for r in records
+            ]
+            await asyncio.gather(*futures)
+            await consumer.commit()
+            done += len(records)
+            last_progress = time.monotonic()
+        assert first is not None
+        elapsed = time.monotonic() - first
+        cpu_end = resource.getrusage(resource.RUSAGE_SELF)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    cpu = (cpu_end.ru_utime - cpu_start.ru_utime) + (cpu_end.ru_stime - cpu_start.ru_stime)
+    figures = {"records": done, "seconds": elapsed, "rate": done / elapsed, "cpu_s": cpu}
+    await asyncio.to_thread(Path(args.result_file).write_text, json.dumps(figures))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# The bench's view of the decisions topic
+
+
+@dataclass
+class PhaseStats:
+    received: int = 0
+    first_ms: int | None = None
+    last_ms: int | None = None
+    latencies_ms: list[int] = field(default_factory=list)
+
+
+class DecisionCollector:
+    """Reads the decisions topic from its beginning in a background task; matches each decision
+    to the event it answers by ce_subject (= application_id)."""
+
+    def __init__(self, bootstrap: list[str], topic: str, partitions: int) -> None:
+        self._topic = topic
+        self._partitions = partitions
+        # "none": if the mock broker's retention ever dropped decisions before we read them, fail
+        # loudly instead of silently skipping to the oldest record still there.
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="none",
+        )
+        self.sent_ms: dict[str, int] = {}  # application_id -> ce_time (ms)
+        self.seen: set[str] = set()
+        self.phases: dict[str, PhaseStats] = {}
+        self.duplicates = 0
+        self.unmatched = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def expect(self, app_id: str, ce_ms: int) -> None:
+        self.sent_ms[app_id] = ce_ms
+
+    def phase(self, name: str) -> PhaseStats:
+        return self.phases.setdefault(name, PhaseStats())
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        tps = [TopicPartition(self._topic, p) for p in range(self._partitions)]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_beginning(*tps)
+        self._task = asyncio.create_task(self._run(), name="decision-collector")
+
+    def check(self) -> None:
+        """Raise what stopped the collector, if it stopped."""
+        if self._task is not None and self._task.done():
+            exc = self._task.exception()
+            if isinstance(exc, OffsetOutOfRangeError):
+                raise BenchError(
+                    "the bench's consumer fell behind the broker's retention on the decisions "
+                    "topic (about 5 MiB per partition); use more --partitions"
+                ) from exc
+            raise BenchError(f"decision collector stopped: {exc!r}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        await self._consumer.stop()
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=200, max_records=10_000)
+            for records in batch.values():
+                for r in records:
+                    self._one(r.headers, r.timestamp)
+
+    def _one(self, headers: Any, timestamp_ms: int) -> None:
+        app_id = next((v.decode() for k, v in headers if k == "ce_subject"), None)
+        if app_id is None or app_id not in self.sent_ms:
+            self.unmatched += 1
+            return
+        if app_id in self.seen:
+            self.duplicates += 1
+            return
+        self.seen.add(app_id)
+        stats = self.phase(phase_of(app_id))
+        stats.received += 1
+        if stats.first_ms is None or timestamp_ms < stats.first_ms:
+            stats.first_ms = timestamp_ms
+        if stats.last_ms is None or timestamp_ms > stats.last_ms:
+            stats.last_ms = timestamp_ms
+        stats.latencies_ms.append(timestamp_ms - self.sent_ms[app_id])
+
+
+async def wait_for_decisions(
+    collector: DecisionCollector,
+    phase: str,
+    expected: int,
+    service: Child,
+    *,
+    timeout: float,
+    on_first: Callable[[], Any] | None = None,
+) -> None:
+    """Until `expected` decisions of the phase are in; fails on a stall, a timeout or the service
+    exiting. `on_first` runs (awaited) as soon as the first decision is seen."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    stats = collector.phase(phase)
+    last_count, last_change = -1, loop.time()
+    first_done = on_first is None
+    while stats.received < expected:
+        collector.check()
+        if not service.alive():
+            raise BenchError(
+                f"the service exited with code {service.popen.returncode}:\n{service.tail()}"
+            )
+        now = loop.time()
+        if stats.received != last_count:
+            last_count, last_change = stats.received, now
+        if now - last_change > STALL_TIMEOUT_S:
+            raise BenchError(
+                f"phase {phase}: no new decision for {STALL_TIMEOUT_S:.0f} s "
+                f"({stats.received} of {expected}); service log:\n{service.tail()}"
+            )
+        if now > deadline:
+            raise BenchError(
+                f"phase {phase}: {stats.received} of {expected} decisions after {timeout:.0f} s"
+            )
+        if not first_done and stats.received > 0:
+            first_done = True
+            assert on_first is not None
+            await on_first()
+        await asyncio.sleep(0.02)
+
+
+# --------------------------------------------------------------------------------------------
+# Infrastructure
+
+
+def with_database(dsn: str, name: str) -> str:
+    """The same server and credentials, another database (URL or unix-socket form)."""
+    return urlunsplit(urlsplit(dsn)._replace(path="/" + name))
+
+
+def start_embedded_postgres(data_dir: Path) -> tuple[Any, str]:
+    from ptsp_gate.adapters.embedded import EmbeddedPostgres
+
+    pg = EmbeddedPostgres()
+    return pg, pg.start(data_dir)
+
+
+def start_broker(env: dict[str, str], partitions: int, workdir: Path, logs: Path) -> Child:
+    return Child(
+        "broker",
+        [
+            sys.executable,
+            "-m",
+            "ptsp_gate.cli.main",
+            "broker",
+            "--brokers",
+            "1",
+            "--partitions",
+            str(partitions),
+            "--bootstrap-file",
+            str(workdir / "bootstrap"),
+        ],
+        env,
+        logs / "broker.log",
+    )
+
+
+def start_service(env: dict[str, str], port: int, profile: str | None, logs: Path) -> Child:
+    python = [sys.executable]
+    if profile:
+        python += ["-m", "cProfile", "-o", str(Path(profile).resolve())]
+    argv = [
+        *python,
+        "-m",
+        "ptsp_gate.cli.main",
+        "run",
+        "permit-checker",
+        "--port",
+        str(port),
+        "--host",
+        "127.0.0.1",
+    ]
+    return Child("permit-checker", argv, env, logs / "permit-checker.log")
+
+
+def start_raw_pipe(
+    args: argparse.Namespace, bootstrap: list[str], topics: Topics, logs: Path
+) -> Child:
+    argv = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--role",
+        "raw-pipe",
+        "--bootstrap",
+        ",".join(bootstrap),
+        "--in-topic",
+        topics.applications,
+        "--out-topic",
+        topics.raw_out,
+        "--group",
+        topics.raw_group,
+        "--events",
+        str(args.events),
+        "--result-file",
+        str(logs / "raw-pipe.json"),
+    ]
+    if args.batch:
+        argv += ["--batch", str(args.batch)]
+    return Child("raw-pipe", argv, dict(os.environ), logs / "raw-pipe.log")
+
+
+@dataclass(frozen=True)
+class Topics:
+    prefix: str
+
+    @property
+    def applications(self) -> str:
+        return f"{self.prefix}.applications"
+
+    @property
+    def decisions(self) -> str:
+        return f"{self.prefix}.decisions"
+
+    @property
+    def raw_out(self) -> str:
+        return f"{self.prefix}.raw-pipe-out"
+
+    @property
+    def raw_group(self) -> str:
+        return f"{self.prefix}.raw-pipe"
+
+    @property
+    def service_group(self) -> str:
+        return f"{self.prefix}.permit-checker"
+
+    def env(self) -> dict[str, str]:
+        """Settings for every process. `ptsp-gate broker` pre-creates the applications, enrolment
+        and decisions topics and both DLQs; the permit-checker never touches the enrolment topic,
+        so that name is given to the raw pipe's output topic, which then exists with the same
+        partition count as the others."""
+        return {
+            "PTSP_GATE_TOPIC_APPLICATIONS": self.applications,
+            "PTSP_GATE_TOPIC_DECISIONS": self.decisions,
+            "PTSP_GATE_TOPIC_ENROLMENT": self.raw_out,
+            "PTSP_GATE_GROUP_PERMIT_CHECKER": self.service_group,
+            "PTSP_GATE_GROUP_ENROLMENT_SYNC": f"{self.prefix}.enrolment-sync",
+        }
+
+
+async def wait_until(
+    check: Callable[[], Any], timeout: float, what: str, child: Child | None = None
+) -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = await asyncio.to_thread(check)
+        if result:
+            return result
+        if child is not None and not child.alive():
+            raise BenchError(f"{child.name} exited ({child.popen.returncode}):\n{child.tail()}")
+        if loop.time() > deadline:
+            raise BenchError(f"{what} not within {timeout:.0f} s")
+        await asyncio.sleep(0.1)
+
+
+async def preload(
+    bootstrap: list[str], topic: str, events: list[Event], partitions: int
+) -> tuple[float, int]:
+    """Produce the events (gzip, see PRELOAD_COMPRESSION) and check the broker kept them all."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+        compression_type=PRELOAD_COMPRESSION,
+    )
+    await producer.start()
+    started = time.monotonic()
+    try:
+        for i in range(0, len(events), 5000):
+            futures = [
+                await producer.send(topic, value, key=key, headers=headers)
+                for key, headers, value, _, _ in events[i : i + 5000]
+            ]
+            await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    elapsed = time.monotonic() - started
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        begin = await consumer.beginning_offsets(tps)
+        end = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    if any(begin.values()) or sum(end.values()) != len(events):
+        raise BenchError(
+            f"the broker kept {sum(end.values()) - sum(begin.values())} of {len(events)} records "
+            "(its retention is about 5 MiB per partition): use more --partitions or fewer --events"
+        )
+    return elapsed, sum(1 for v in end.values() if v)
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+
+
+def percentiles(values: list[int]) -> dict[str, float] | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+
+    def rank(p: float) -> float:
+        return float(ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))])
+
+    return {"p50": rank(50), "p95": rank(95), "p99": rank(99), "max": float(ordered[-1])}
+
+
+def _fmt_ms(ms: float) -> str:
+    return f"{ms / 1000:.2f} s" if ms >= 10_000 else f"{ms:.0f} ms"
+
+
+def _fmt_lat(p: dict[str, float] | None, keys: tuple[str, ...]) -> str:
+    if p is None:
+        return "(none)"
+    return "  ".join(f"{k} {_fmt_ms(p[k])}" for k in keys)
+
+
+def _cpu(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} s"
+
+
+def render(r: dict[str, Any]) -> str:
+    m, s, b, c = r["machine"], r["setup"], r["phase_b"], r.get("phase_c")
+    raw = r.get("phase_a")
+    lines = [
+        f"ptsp-gate permit-checker benchmark  {r['started_at']}",
+        f"machine     {m['nproc']} CPUs, Python {m['python']}, {m['platform']}",
+        f"setup       N={s['events']:,} events, {s['partitions']} partitions, batch "
+        f"{s['batch']}, {s['employers']:,} employers, PostgreSQL: {s['postgres']}",
+    ]
+    if raw:
+        lines.append(
+            f"raw pipe    {raw['rate']:>9,.0f} rec/s   ({raw['seconds']:.2f} s, "
+            f"cpu {raw['cpu_s']:.1f} s)"
+        )
+    else:
+        lines.append("raw pipe    (skipped)")
+    lines.append(
+        f"ptsp-gate   {b['rate']:>9,.0f} dec/s   ({b['seconds']:.2f} s first→last decision; "
+        f"cpu: service {_cpu(b['service_cpu_s'])} = {b['service_cores']:.2f} cores, "
+        f"postgres {_cpu(b['postgres_cpu_s'])}, broker {_cpu(b['broker_cpu_s'])}, "
+        f"bench {_cpu(b['bench_cpu_s'])})"
+    )
+    ratio = r.get("ratio")
+    lines.append(f"ratio       {ratio:.2f} (ptsp-gate / raw)" if ratio else "ratio       n/a")
+    g = r["goals"]
+    lines.append(
+        f"goals       ≥{GOAL_RATE:,} decisions/s: {g['rate']}   ratio ≥ {GOAL_RATIO}: {g['ratio']}"
+    )
+    outcomes = ", ".join(f"{k} {v:,}" for k, v in sorted(r["outcomes"].items()))
+    lines.append(f"outcomes    {outcomes}")
+    lines.append(
+        "latency B   "
+        + _fmt_lat(b["latency_ms"], ("p50", "p99", "max"))
+        + "   (all N queued before the service started: mostly waiting behind the backlog)"
+    )
+    if c:
+        lines.append(
+            f"latency C   {_fmt_lat(c['latency_ms'], ('p50', 'p95', 'p99', 'max'))}   "
+            f"({c['sent']:,} events at {c['rate']:,.0f}/s for {c['seconds']:.0f} s; "
+            f"achieved {c['achieved_rate']:,.0f}/s)"
+        )
+    lines.append(
+        f"shutdown    service exit {r['service_exit']['code']} after SIGTERM "
+        f"({r['service_exit']['seconds']:.1f} s): "
+        + ("PASS" if r["service_exit"]["code"] == 0 else "FAIL")
+    )
+    lines.append(f"results     {r['results_file']}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+
+
+class Run:
+    """One benchmark run: what it started, what it measured."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path, logs: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.logs = logs
+        self.topics = Topics(f"bench-{uuid.uuid4().hex[:6]}")
+        self.env = {**os.environ, **self.topics.env()}
+        self.children: list[Child] = []
+        self.result: dict[str, Any] = {}
+        self.bootstrap: list[str] = []
+
+    def stop_children(self) -> None:
+        for child in reversed(self.children):
+            if child.alive():
+                child.stop()
+
+    def start(self, child: Child) -> Child:
+        self.children.append(child)
+        return child
+
+    async def start_broker(self) -> Child:
+        broker = self.start(start_broker(self.env, self.args.partitions, self.workdir, self.logs))
+        text = await wait_until(
+            lambda: read_bootstrap_file(self.workdir / "bootstrap"),
+            BROKER_START_TIMEOUT_S,
+            "the broker's bootstrap address",
+            broker,
+        )
+        self.bootstrap = str(text).split(",")
+        say(f"broker at {text} (pid {broker.pid}), topics {self.topics.prefix}.*")
+        return broker
+
+    async def phases(self, conn: asyncpg.Connection, dsn: str) -> None:
+        args = self.args
+        broker = await self.start_broker()
+
+        # The N events, produced once: phases A and B both read them from the same topic.
+        rng = random.Random(args.seed)
+        events = [make_event(rng, args.employers, i, "B") for i in range(args.events)]
+        seconds, used = await preload(
+            self.bootstrap, self.topics.applications, events, args.partitions
+        )
+        say(f"{args.events:,} events produced in {seconds:.1f} s to {used} partitions")
+
+        if not args.skip_raw:
+            self.result["phase_a"] = await self.phase_a()
+
+        collector = DecisionCollector(self.bootstrap, self.topics.decisions, args.partitions)
+        for _key, _headers, _value, app_id, ce_ms in events:
+            collector.expect(app_id, ce_ms)
+        await collector.start()
+        try:
+            port = args.port or free_port()
+            service_env = {
+                **self.env,
+                "KAFKA_BOOTSTRAP_SERVERS": ",".join(self.bootstrap),
+                "DATABASE_URL": dsn,
+                # The service's default log level, whatever the caller's environment says.
+                "PTSP_GATE_LOG_LEVEL": "INFO",
+            }
+            if args.batch:
+                service_env["PTSP_GATE_BATCH_MAX_RECORDS"] = str(args.batch)
+            self.result["service_settings"] = {
+                k: v for k, v in sorted(service_env.items()) if k.startswith("PTSP_GATE_")
+            }
+            say(f"phase B: the permit-checker on {args.events:,} waiting events (port {port})")
+            service = self.start(start_service(service_env, port, args.profile, self.logs))
+            self.result["phase_b"] = await self.phase_b(collector, service, broker, conn)
+            say(f"phase B: {self.result['phase_b']['rate']:,.0f} decisions/s")
+
+            await wait_until(
+                lambda: http_ok(f"http://127.0.0.1:{port}/ready"),
+                SERVICE_READY_TIMEOUT_S,
+                "the service's /ready",
+                service,
+            )
+            rate = args.latency_rate or self.result["phase_b"]["rate"] / 2
+            say(f"phase C: {rate:,.0f} events/s for {args.latency_seconds:.0f} s")
+            self.result["phase_c"] = await self.phase_c(collector, service, rate)
+
+            # The service must drain and exit 0 on SIGTERM.
+            code, took = service.stop()
+            self.result["service_exit"] = {"code": code, "seconds": took}
+            self.result["duplicates"] = collector.duplicates
+            self.result["unmatched_decisions"] = collector.unmatched
+        finally:
+            await collector.stop()
+        if args.profile:
+            say(f"cProfile stats of the service: {args.profile}")
+
+    async def phase_a(self) -> dict[str, Any]:
+        """The raw aiokafka pipe, in its own process, on the same N records."""
+        say("phase A: raw aiokafka pipe")
+        pipe = self.start(start_raw_pipe(self.args, self.bootstrap, self.topics, self.logs))
+        await wait_until(
+            lambda: pipe.popen.poll() is not None,
+            max(120.0, self.args.events / 200),
+            "the raw pipe's end",
+        )
+        if pipe.popen.returncode != 0:
+            raise BenchError(f"raw pipe exited with {pipe.popen.returncode}:\n{pipe.tail()}")
+        figures: dict[str, Any] = json.loads((self.logs / "raw-pipe.json").read_text())
+        say(f"phase A: {figures['rate']:,.0f} records/s")
+        return figures
+
+    async def phase_b(
+        self, collector: DecisionCollector, service: Child, broker: Child, conn: asyncpg.Connection
+    ) -> dict[str, Any]:
+        """Decisions/s on the backlog, from the first decision published to the last."""
+        pg_cpu = PostgresCpu(conn)
+        snaps: dict[str, dict[str, Any]] = {}
+
+        async def snapshot(name: str) -> None:
+            snaps[name] = {
+                "service": service.cpu(),
+                "broker": broker.cpu(),
+                "postgres": await pg_cpu.snapshot(),
+                "bench": _self_cpu(),
+                "wall": time.monotonic(),
+            }
+
+        spawned = time.monotonic()
+        await wait_for_decisions(
+            collector,
+            "B",
+            self.args.events,
+            service,
+            timeout=max(180.0, self.args.events / 100),
+            on_first=lambda: snapshot("first"),
+        )
+        await snapshot("last")
+        stats = collector.phase("B")
+        assert stats.first_ms is not None
+        assert stats.last_ms is not None
+        span = max(stats.last_ms - stats.first_ms, 1) / 1000
+        first, last = snaps["first"], snaps["last"]
+        wall = last["wall"] - first["wall"]
+        service_cpu = _delta(first["service"], last["service"])
+        return {
+            "decisions": stats.received,
+            "seconds": span,
+            "rate": stats.received / span,
+            "spawn_to_last_decision_s": last["wall"] - spawned,
+            "cpu_window_s": wall,
+            "service_cpu_s": service_cpu,
+            "service_cores": (service_cpu or 0.0) / wall if wall > 0 else 0.0,
+            "postgres_cpu_s": PostgresCpu.delta(first["postgres"], last["postgres"]),
+            "broker_cpu_s": _delta(first["broker"], last["broker"]),
+            "bench_cpu_s": last["bench"] - first["bench"],
+            "latency_ms": percentiles(stats.latencies_ms),
+        }
+
+    async def phase_c(
+        self, collector: DecisionCollector, service: Child, rate: float
+    ) -> dict[str, Any]:
+        """Events at a fixed rate, ce_time = send time; latency = decision CreateTime − ce_time."""
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, linger_ms=0
+        )
+        await producer.start()
+        rng = random.Random(self.args.seed + 1)
+        total = max(1, int(rate * self.args.latency_seconds))
+        loop = asyncio.get_running_loop()
+        sent = 0
+        futures = []
+        try:
+            started = loop.time()
+            while sent < total:
+                collector.check()
+                if not service.alive():
+                    raise BenchError(f"the service exited:\n{service.tail()}")
+                due = min(total, int((loop.time() - started) * rate) + 1)
+                while sent < due:
+                    key, headers, value, app_id, ce_ms = make_event(
+                        rng, self.args.employers, sent, "C"
+                    )
+                    collector.expect(app_id, ce_ms)
+                    futures.append(
+                        await producer.send(
+                            self.topics.applications, value, key=key, headers=headers
+                        )
+                    )
+                    sent += 1
+                await asyncio.sleep(0.002)
+            produced_in = loop.time() - started
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+        await wait_for_decisions(collector, "C", total, service, timeout=DRAIN_TIMEOUT_S)
+        return {
+            "rate": rate,
+            "seconds": self.args.latency_seconds,
+            "sent": total,
+            "achieved_rate": total / produced_in if produced_in > 0 else 0.0,
+            "latency_ms": percentiles(collector.phase("C").latencies_ms),
+        }
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    started_at = datetime.now(UTC)
+    stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    logs = RESULTS_DIR / f"{stamp}.logs"
+    logs.mkdir(exist_ok=True)
+
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ptsp-bench-")))
+        run = Run(args, workdir, logs)
+        result = run.result
+        result["started_at"] = started_at.isoformat(timespec="seconds")
+        result["machine"] = {
+            "nproc": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(terse=True),
+        }
+
+        # PostgreSQL: a fresh database on DATABASE_URL's server, or on an embedded server.
+        server_dsn = os.environ.get("DATABASE_URL")
+        pg_kind = "DATABASE_URL"
+        if not server_dsn:
+            say("starting the embedded PostgreSQL")
+            pg, server_dsn = await asyncio.to_thread(start_embedded_postgres, workdir / "pgdata")
+            stack.callback(pg.stop)
+            pg_kind = "embedded"
+        stack.callback(run.stop_children)  # runs before pg.stop
+        db_name = f"ptsp_gate_bench_{uuid.uuid4().hex[:8]}"
+        admin = await asyncpg.connect(server_dsn)
+        try:
+            await admin.execute(f'CREATE DATABASE "{db_name}"')
+            pg_version = await admin.fetchval("SHOW server_version")
+        finally:
+            await admin.close()
+        dsn = with_database(server_dsn, db_name)
+        try:
+            conn = await connect(dsn)
+            try:
+                await migrations.migrate(conn)
+                loaded = await load_enrolments(conn, args.employers)
+                say(f"database {db_name}: migrated, {loaded:,} enrolment records loaded")
+                result["setup"] = {
+                    "events": args.events,
+                    "partitions": args.partitions,
+                    "batch": args.batch or Settings().batch_max_records,
+                    "employers": args.employers,
+                    "enrolment_records": loaded,
+                    "postgres": f"{pg_version} ({pg_kind})",
+                    "profiled": bool(args.profile),
+                }
+                await run.phases(conn, dsn)
+                result["outcomes"] = {
+                    r["outcome"]: r["n"]
+                    for r in await conn.fetch(
+                        "SELECT outcome, count(*) AS n FROM compliance_decision GROUP BY outcome"
+                    )
+                }
+            finally:
+                await conn.close()
+        finally:
+            run.stop_children()
+            admin = await asyncpg.connect(server_dsn)
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+            finally:
+                await admin.close()
+
+    raw = result.get("phase_a")
+    rate = result["phase_b"]["rate"]
+    result["ratio"] = rate / raw["rate"] if raw else None
+    result["goals"] = {
+        "rate": "PASS" if rate >= GOAL_RATE else "MISS",
+        "ratio": "n/a" if raw is None else ("PASS" if result["ratio"] >= GOAL_RATIO else "MISS"),
+    }
+    path = RESULTS_DIR / f"{stamp}.json"
+    result["results_file"] = str(path.relative_to(BENCH_DIR.parent))
+    result["logs"] = str(logs.relative_to(BENCH_DIR.parent))
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return result
+
+
+def _self_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _delta(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+
+
+@contextlib.contextmanager
+def sigterm_cancels(task: asyncio.Task[Any]) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+async def amain(args: argparse.Namespace) -> int:
+    if args.role == "raw-pipe":
+        return await raw_pipe_role(args)
+    task = asyncio.current_task()
+    assert task is not None
+    with sigterm_cancels(task):
+        try:
+            result = await bench(args)
+        except BenchError as exc:
+            say(f"FAILED: {exc}")
+            return 1
+    print(render(result))
+    failed = result["service_exit"]["code"] != 0
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return asyncio.run(amain(args))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        say("interrupted; everything it started is stopped")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
