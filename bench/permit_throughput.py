@@ -111,7 +111,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="events/s in phase C (default: half the phase B rate)",
     )
     p.add_argument("--latency-seconds", type=float, default=15.0, help="length of phase C")
+    p.add_argument(
+        "--latency-tick-ms",
+        type=float,
+        default=20.0,
+        help="phase C sends the events due every this many ms, in one burst (see README)",
+    )
     p.add_argument("--skip-raw", action="store_true", help="leave out phase A")
+    p.add_argument("--skip-latency", action="store_true", help="leave out phase C")
     p.add_argument("--port", type=int, default=0, help="service HTTP port (default: a free one)")
     p.add_argument(
         "--profile",
@@ -140,6 +147,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--latency-rate must be positive")
     if args.latency_seconds <= 0:
         p.error("--latency-seconds must be positive")
+    if not 1 <= args.latency_tick_ms <= 1000:
+        p.error("--latency-tick-ms must be between 1 and 1000")
     return args
 
 
@@ -225,6 +234,41 @@ def http_ok(url: str) -> bool:
             return bool(resp.status == 200)
     except OSError:
         return False
+
+
+# Sums over all label sets of a few of the service's Prometheus series.
+SCRAPED = {
+    "records": "faststream_received_messages_total",
+    "batches": "faststream_received_processed_messages_duration_seconds_count",
+    "handler_s": "faststream_received_processed_messages_duration_seconds_sum",
+    "retries": "ptsp_gate_transient_failures_total",
+    "published": "ptsp_gate_outbox_published_total",
+}
+
+
+def scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    totals = dict.fromkeys(SCRAPED, 0.0)
+    by_name = {name: key for key, name in SCRAPED.items()}
+    for line in text.splitlines():
+        if line.startswith("#") or not line:
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in by_name:
+            totals[by_name[name]] += float(line.rsplit(" ", 1)[1])
+    return totals
+
+
+def consumer_batches(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """What the service's consumer did between two scrapes: batches, mean size, mean handling."""
+    d = {k: after[k] - before.get(k, 0.0) for k in after}
+    return {
+        "batches": d["batches"],
+        "mean_records": d["records"] / d["batches"] if d["batches"] else 0.0,
+        "mean_handler_ms": 1000 * d["handler_s"] / d["batches"] if d["batches"] else 0.0,
+        "retries": d["retries"],
+    }
 
 
 def read_bootstrap_file(path: Path) -> str | None:
@@ -410,7 +454,25 @@ class PhaseStats:
     received: int = 0
     first_ms: int | None = None
     last_ms: int | None = None
-    latencies_ms: list[int] = field(default_factory=list)
+    samples: list[tuple[int, int]] = field(default_factory=list)  # (ce_time, latency), ms
+
+    @property
+    def latencies_ms(self) -> list[int]:
+        return [latency for _, latency in self.samples]
+
+    def drift(self) -> tuple[float, float] | None:
+        """Median latency of the first and of the last third of the events, in send order: a
+        service that keeps up has both about equal, one falling behind a growing second."""
+        if len(self.samples) < 30:
+            return None
+        ordered = [latency for _, latency in sorted(self.samples)]
+        third = len(ordered) // 3
+        return _median(ordered[:third]), _median(ordered[-third:])
+
+
+def _median(values: list[int]) -> float:
+    ordered = sorted(values)
+    return float(ordered[len(ordered) // 2])
 
 
 class DecisionCollector:
@@ -488,7 +550,8 @@ class DecisionCollector:
             stats.first_ms = timestamp_ms
         if stats.last_ms is None or timestamp_ms > stats.last_ms:
             stats.last_ms = timestamp_ms
-        stats.latencies_ms.append(timestamp_ms - self.sent_ms[app_id])
+        sent = self.sent_ms[app_id]
+        stats.samples.append((sent, timestamp_ms - sent))
 
 
 async def wait_for_decisions(
@@ -735,53 +798,64 @@ def _cpu(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f} s"
 
 
+def _batches(c: dict[str, float] | None) -> str:
+    if not c:
+        return ""
+    return (
+        f"; consumer: {c['batches']:,.0f} batches of {c['mean_records']:,.0f} records, "
+        f"{c['mean_handler_ms']:.1f} ms each"
+        + (f", {c['retries']:.0f} retries" if c["retries"] else "")
+    )
+
+
 def render(r: dict[str, Any]) -> str:
     m, s, b, c = r["machine"], r["setup"], r["phase_b"], r.get("phase_c")
     raw = r.get("phase_a")
+    g = r["goals"]
     lines = [
-        f"ptsp-gate permit-checker benchmark  {r['started_at']}",
+        f"ptsp-gate permit-checker benchmark  {r['started_at']}"
+        + ("  [service under cProfile: not a throughput figure]" if s["profiled"] else ""),
         f"machine     {m['nproc']} CPUs, Python {m['python']}, {m['platform']}",
         f"setup       N={s['events']:,} events, {s['partitions']} partitions, batch "
-        f"{s['batch']}, {s['employers']:,} employers, PostgreSQL: {s['postgres']}",
-    ]
-    if raw:
-        lines.append(
-            f"raw pipe    {raw['rate']:>9,.0f} rec/s   ({raw['seconds']:.2f} s, "
-            f"cpu {raw['cpu_s']:.1f} s)"
-        )
-    else:
-        lines.append("raw pipe    (skipped)")
-    lines.append(
-        f"ptsp-gate   {b['rate']:>9,.0f} dec/s   ({b['seconds']:.2f} s first→last decision; "
-        f"cpu: service {_cpu(b['service_cpu_s'])} = {b['service_cores']:.2f} cores, "
+        f"{s['batch']}, {s['employers']:,} employers, PostgreSQL {s['postgres']}",
+        "raw pipe    "
+        + (
+            f"{raw['rate']:>9,.0f} rec/s   ({raw['seconds']:.2f} s, cpu {raw['cpu_s']:.1f} s)"
+            if raw
+            else "(skipped)"
+        ),
+        f"ptsp-gate   {b['rate']:>9,.0f} dec/s   ({b['seconds']:.2f} s first→last decision"
+        + _batches(b.get("consumer"))
+        + ")",
+        f"cpu B       service {_cpu(b['service_cpu_s'])} ({b['service_cores']:.2f} cores), "
         f"postgres {_cpu(b['postgres_cpu_s'])}, broker {_cpu(b['broker_cpu_s'])}, "
-        f"bench {_cpu(b['bench_cpu_s'])})"
-    )
-    ratio = r.get("ratio")
-    lines.append(f"ratio       {ratio:.2f} (ptsp-gate / raw)" if ratio else "ratio       n/a")
-    g = r["goals"]
-    lines.append(
-        f"goals       ≥{GOAL_RATE:,} decisions/s: {g['rate']}   ratio ≥ {GOAL_RATIO}: {g['ratio']}"
-    )
-    outcomes = ", ".join(f"{k} {v:,}" for k, v in sorted(r["outcomes"].items()))
-    lines.append(f"outcomes    {outcomes}")
-    lines.append(
+        f"bench {_cpu(b['bench_cpu_s'])}, over {b['cpu_window_s']:.1f} s",
+        "ratio       " + (f"{r['ratio']:.2f} (ptsp-gate / raw pipe)" if r.get("ratio") else "n/a"),
+        f"goals       ≥{GOAL_RATE:,} decisions/s: {g['rate']}   ratio ≥ {GOAL_RATIO}: {g['ratio']}",
+        "outcomes    " + ", ".join(f"{k} {v:,}" for k, v in sorted(r["outcomes"].items())),
         "latency B   "
         + _fmt_lat(b["latency_ms"], ("p50", "p99", "max"))
-        + "   (all N queued before the service started: mostly waiting behind the backlog)"
-    )
+        + "   (N queued before the start: mostly waiting behind the backlog)",
+    ]
     if c:
         lines.append(
             f"latency C   {_fmt_lat(c['latency_ms'], ('p50', 'p95', 'p99', 'max'))}   "
-            f"({c['sent']:,} events at {c['rate']:,.0f}/s for {c['seconds']:.0f} s; "
-            f"achieved {c['achieved_rate']:,.0f}/s)"
+            f"({c['sent']:,} events at {c['rate']:,.0f}/s for {c['seconds']:.0f} s"
+            + _batches(c.get("consumer"))
+            + ")"
         )
-    lines.append(
-        f"shutdown    service exit {r['service_exit']['code']} after SIGTERM "
-        f"({r['service_exit']['seconds']:.1f} s): "
-        + ("PASS" if r["service_exit"]["code"] == 0 else "FAIL")
-    )
-    lines.append(f"results     {r['results_file']}")
+        if c["median_first_third_ms"] is not None:
+            lines.append(
+                f"keeps up C  {'yes' if c['kept_up'] else 'NO'} (median latency, first third "
+                f"{_fmt_ms(c['median_first_third_ms'])}, last third "
+                f"{_fmt_ms(c['median_last_third_ms'])})"
+            )
+    exit_code = r["service_exit"]["code"]
+    lines += [
+        f"shutdown    service exit {exit_code} after SIGTERM "
+        f"({r['service_exit']['seconds']:.1f} s): {'PASS' if exit_code == 0 else 'FAIL'}",
+        f"results     {r['results_file']}  (logs: {r['logs']})",
+    ]
     return "\n".join(lines)
 
 
@@ -858,18 +932,26 @@ class Run:
             }
             say(f"phase B: the permit-checker on {args.events:,} waiting events (port {port})")
             service = self.start(start_service(service_env, port, args.profile, self.logs))
-            self.result["phase_b"] = await self.phase_b(collector, service, broker, conn)
-            say(f"phase B: {self.result['phase_b']['rate']:,.0f} decisions/s")
-
+            phase_b = await self.phase_b(collector, service, broker, conn)
             await wait_until(
                 lambda: http_ok(f"http://127.0.0.1:{port}/ready"),
                 SERVICE_READY_TIMEOUT_S,
                 "the service's /ready",
                 service,
             )
-            rate = args.latency_rate or self.result["phase_b"]["rate"] / 2
-            say(f"phase C: {rate:,.0f} events/s for {args.latency_seconds:.0f} s")
-            self.result["phase_c"] = await self.phase_c(collector, service, rate)
+            after_b = await asyncio.to_thread(scrape, port)
+            phase_b["consumer"] = consumer_batches({}, after_b)
+            self.result["phase_b"] = phase_b
+            say(f"phase B: {phase_b['rate']:,.0f} decisions/s")
+
+            if not args.skip_latency:
+                rate = args.latency_rate or phase_b["rate"] / 2
+                say(f"phase C: {rate:,.0f} events/s for {args.latency_seconds:.0f} s")
+                phase_c = await self.phase_c(collector, service, rate)
+                phase_c["consumer"] = consumer_batches(
+                    after_b, await asyncio.to_thread(scrape, port)
+                )
+                self.result["phase_c"] = phase_c
 
             # The service must drain and exit 0 on SIGTERM.
             code, took = service.stop()
@@ -946,18 +1028,24 @@ class Run:
     async def phase_c(
         self, collector: DecisionCollector, service: Child, rate: float
     ) -> dict[str, Any]:
-        """Events at a fixed rate, ce_time = send time; latency = decision CreateTime − ce_time."""
+        """Events at a fixed rate, ce_time = send time; latency = decision CreateTime − ce_time.
+
+        Every tick, the events due by then are built (ce_time = now) and handed to the producer
+        in one burst, so each partition gets one record batch per tick (see README: the mock
+        broker serves one record batch per partition per fetch)."""
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, linger_ms=0
         )
         await producer.start()
         rng = random.Random(self.args.seed + 1)
         total = max(1, int(rate * self.args.latency_seconds))
+        tick = self.args.latency_tick_ms / 1000
         loop = asyncio.get_running_loop()
         sent = 0
         futures = []
         try:
             started = loop.time()
+            ticks = 0
             while sent < total:
                 collector.check()
                 if not service.alive():
@@ -974,18 +1062,25 @@ class Run:
                         )
                     )
                     sent += 1
-                await asyncio.sleep(0.002)
+                ticks += 1
+                await asyncio.sleep(max(0.0, started + ticks * tick - loop.time()))
             produced_in = loop.time() - started
             await asyncio.gather(*futures)
         finally:
             await producer.stop()
         await wait_for_decisions(collector, "C", total, service, timeout=DRAIN_TIMEOUT_S)
+        stats = collector.phase("C")
+        drift = stats.drift()
         return {
             "rate": rate,
             "seconds": self.args.latency_seconds,
+            "tick_ms": self.args.latency_tick_ms,
             "sent": total,
             "achieved_rate": total / produced_in if produced_in > 0 else 0.0,
-            "latency_ms": percentiles(collector.phase("C").latencies_ms),
+            "latency_ms": percentiles(stats.latencies_ms),
+            "median_first_third_ms": drift[0] if drift else None,
+            "median_last_third_ms": drift[1] if drift else None,
+            "kept_up": drift is None or drift[1] <= max(2 * drift[0], drift[0] + 250),
         }
 
 

@@ -21,6 +21,7 @@ def test_flagged_table_csv_json() -> None:
     csv_text = render.flagged([ROW], "csv")
     assert csv_text.splitlines()[0] == ",".join(render.FLAGGED_COLUMNS)
     assert '"ARREARS,PDS_WAGES"' in csv_text
+    assert "2026-11-01T08:00:00+00:00" in csv_text
     assert '"reason_codes": [' in render.flagged([ROW], "json")
     assert render.flagged([], "table") == "No flagged employers.\n"
     assert render.flagged([], "json").strip() == "[]"

@@ -83,8 +83,11 @@ async def run_dev(args: argparse.Namespace, settings: Settings) -> int:
             _say(
                 f"  curl -s localhost:{args.permit_checker_port}/metrics | grep ptsp_gate_decisions"
             )
-            _say(f"  DATABASE_URL='{dsn}' ptsp-gate flagged")
-            _say(f"  DATABASE_URL='{dsn}' ptsp-gate employer {demo.nib(6)}")
+            # The embedded database is found again by the officer commands without any variable.
+            prefix = f"DATABASE_URL='{dsn}' " if settings.database_url else ""
+            exe = _ptsp_gate_command()
+            _say(f"  {prefix}{exe} flagged")
+            _say(f"  {prefix}{exe} employer {demo.nib(6)}")
             _say(f"Service logs: {settings.data_dir / 'logs'}")
             if not args.exit_after_demo:
                 _say("Running; press Ctrl-C to stop.")
@@ -150,6 +153,15 @@ async def _wait_ready(
                 f"see {settings.data_dir / 'logs'}"
             )
         await asyncio.sleep(0.3)
+
+
+def _ptsp_gate_command() -> str:
+    local = Path(sys.executable).parent / "ptsp-gate"
+    if local.exists():
+        with contextlib.suppress(ValueError):
+            return str(local.relative_to(Path.cwd()))
+        return str(local)
+    return "ptsp-gate"
 
 
 def _is_ready(port: int) -> bool:

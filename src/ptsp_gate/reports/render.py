@@ -41,11 +41,12 @@ def to_json(data: Any) -> str:
 
 
 def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    # Spreadsheets and scripts get full timestamps with their offset; the table shortens them.
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_cell(row.get(c)) for c in columns])
+        writer.writerow([_cell(_plain(row.get(c))) for c in columns])
     return out.getvalue()
 
 
