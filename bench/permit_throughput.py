@@ -475,6 +475,44 @@ def _median(values: list[int]) -> float:
     return float(ordered[len(ordered) // 2])
 
 
+class DeliveryFloor:
+    """A plain aiokafka consumer (default fetch settings, like the service's) on the input topic
+    during phase C: receive time − ce_time is the latency the broker alone adds. The mock broker
+    answers a Fetch that finds no data only after fetch_max_wait_ms (500 ms by default) even when
+    data arrives meanwhile, so on it this floor is about 250 ms median, 500 ms at worst."""
+
+    def __init__(self, bootstrap: list[str], topic: str, partitions: int) -> None:
+        self._tps = [TopicPartition(topic, p) for p in range(partitions)]
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        )
+        self.latencies_ms: list[int] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._consumer.assign(self._tps)
+        await self._consumer.seek_to_end(*self._tps)
+        for tp in self._tps:  # resolve the positions now, before phase C's first event
+            await self._consumer.position(tp)
+        self._task = asyncio.create_task(self._run(), name="delivery-floor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        await self._consumer.stop()
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=200)
+            now_ms = int(time.time() * 1000)
+            for records in batch.values():
+                for r in records:
+                    self.latencies_ms.append(now_ms - ce_time_ms(list(r.headers)))
+
+
 class DecisionCollector:
     """Reads the decisions topic from its beginning in a background task; matches each decision
     to the event it answers by ce_subject (= application_id)."""
@@ -844,6 +882,11 @@ def render(r: dict[str, Any]) -> str:
             + _batches(c.get("consumer"))
             + ")"
         )
+        lines.append(
+            "floor C     "
+            + _fmt_lat(c["broker_floor_ms"], ("p50", "p95", "p99", "max"))
+            + "   (plain consumer on the same broker: what the broker's fetch adds)"
+        )
         if c["median_first_third_ms"] is not None:
             lines.append(
                 f"keeps up C  {'yes' if c['kept_up'] else 'NO'} (median latency, first third "
@@ -947,7 +990,13 @@ class Run:
             if not args.skip_latency:
                 rate = args.latency_rate or phase_b["rate"] / 2
                 say(f"phase C: {rate:,.0f} events/s for {args.latency_seconds:.0f} s")
-                phase_c = await self.phase_c(collector, service, rate)
+                floor = DeliveryFloor(self.bootstrap, self.topics.applications, args.partitions)
+                await floor.start()
+                try:
+                    phase_c = await self.phase_c(collector, service, rate)
+                finally:
+                    await floor.stop()
+                phase_c["broker_floor_ms"] = percentiles(floor.latencies_ms)
                 phase_c["consumer"] = consumer_batches(
                     after_b, await asyncio.to_thread(scrape, port)
                 )

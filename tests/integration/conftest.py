@@ -116,13 +116,7 @@ async def settings(kafka_cluster: Any, bootstrap: list[str], db_dsn: str) -> Set
         retry_max_delay_s=1.0,
         graceful_timeout_s=10.0,
     )
-    topics = [
-        s.topic_applications,
-        s.topic_enrolment,
-        s.topic_decisions,
-        s.dlq_topic(s.topic_applications),
-        s.dlq_topic(s.topic_enrolment),
-    ]
+    topics = s.all_topics()
     if kafka_cluster is not None:
         kafka_cluster.create_topics(topics, partitions=PARTITIONS)
     else:

@@ -6,11 +6,14 @@ import argparse
 import contextlib
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from ptsp_gate.cli.errors import CommandError
 from ptsp_gate.config import Settings
+
+T = TypeVar("T")
 
 
 async def dispatch(args: argparse.Namespace) -> int:
@@ -69,51 +72,43 @@ async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _flagged(args: argparse.Namespace, settings: Settings) -> int:
+async def _read(settings: Settings, query: Callable[[Any], Awaitable[T]]) -> T:
+    """Run a read-only officer query on a migrated database."""
     from ptsp_gate.adapters import migrations
-    from ptsp_gate.reports import queries, render
 
     async with database(settings) as dsn:
         conn = await _connect(dsn)
         try:
             if await migrations.pending(conn):
                 raise CommandError("database schema is behind: run `ptsp-gate migrate`")
-            rows = await queries.flagged(conn, region=args.region, reason=args.reason)
+            return await query(conn)
         finally:
             await conn.close()
+
+
+async def _flagged(args: argparse.Namespace, settings: Settings) -> int:
+    from ptsp_gate.reports import queries, render
+
+    rows = await _read(
+        settings, lambda conn: queries.flagged(conn, region=args.region, reason=args.reason)
+    )
     sys.stdout.write(render.flagged(rows, args.format))
     return 0
 
 
 async def _employer(args: argparse.Namespace, settings: Settings) -> int:
-    from ptsp_gate.adapters import migrations
     from ptsp_gate.reports import queries, render
 
-    async with database(settings) as dsn:
-        conn = await _connect(dsn)
-        try:
-            if await migrations.pending(conn):
-                raise CommandError("database schema is behind: run `ptsp-gate migrate`")
-            report = await queries.employer(conn, args.nib)
-        finally:
-            await conn.close()
-    if report["enrolment"] is None and not report["decisions"]:
-        sys.stdout.write(render.employer(report, args.format))
-        return 3  # nothing known: distinguishable by scripts, not an error
+    report = await _read(settings, lambda conn: queries.employer(conn, args.nib))
     sys.stdout.write(render.employer(report, args.format))
-    return 0
+    # Nothing known about the NIB is not an error, but scripts can tell it apart.
+    return 3 if report["enrolment"] is None and not report["decisions"] else 0
 
 
 async def _broker(args: argparse.Namespace, settings: Settings) -> int:
     from ptsp_gate.adapters.embedded import run_broker
 
-    topics = [
-        settings.topic_applications,
-        settings.topic_enrolment,
-        settings.topic_decisions,
-        settings.dlq_topic(settings.topic_applications),
-        settings.dlq_topic(settings.topic_enrolment),
-    ]
+    topics = settings.all_topics()
     path = Path(args.bootstrap_file) if args.bootstrap_file else None
     # Blocks on the main thread on purpose: only the main thread receives SIGTERM/SIGINT.
     run_broker(args.brokers, args.partitions, topics, path)

@@ -47,13 +47,7 @@ async def run_dev(args: argparse.Namespace, settings: Settings) -> int:
         if not bootstrap:
             from ptsp_gate.adapters.embedded import MockKafkaCluster
 
-            topics = [
-                settings.topic_applications,
-                settings.topic_enrolment,
-                settings.topic_decisions,
-                settings.dlq_topic(settings.topic_applications),
-                settings.dlq_topic(settings.topic_enrolment),
-            ]
+            topics = settings.all_topics()
             cluster = stack.enter_context(
                 MockKafkaCluster(brokers=3, topics=dict.fromkeys(topics, 3))
             )

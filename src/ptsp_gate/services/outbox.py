@@ -22,6 +22,8 @@ from ptsp_gate.adapters.postgres import TRANSIENT_DB_ERRORS, connect
 from ptsp_gate.observability.logging import get_logger
 from ptsp_gate.observability.metrics import Metrics
 from ptsp_gate.schemas.cloudevents import Headers
+from ptsp_gate.services import intake
+from ptsp_gate.services.intake import Invalid
 
 log = get_logger(__name__)
 
@@ -37,6 +39,31 @@ class OutboxRow:
     headers: Headers
     value: bytes | None
     kind: str  # "decision" | "dlq"
+
+
+def dead_letter(invalid: Invalid, dlq_topic: str, now: datetime) -> OutboxRow:
+    """The DLQ record for an input that could not be used: its bytes, headers and the error."""
+    return OutboxRow(
+        topic=dlq_topic,
+        key=invalid.record.key,
+        headers=intake.dlq_headers(invalid, now),
+        value=intake.dlq_value(invalid),
+        kind="dlq",
+    )
+
+
+def note_dead_letter(metrics: Metrics, dlq_topic: str, invalid: Invalid, **context: Any) -> None:
+    """Count and log a committed dead letter (after its transaction, never before)."""
+    metrics.dlq_messages.labels(dlq_topic, invalid.code).inc()
+    log.warning(
+        "record dead-lettered",
+        error=invalid.code,
+        reason=invalid.message[:300],
+        topic=invalid.record.topic,
+        partition=invalid.record.partition,
+        offset=invalid.record.offset,
+        **context,
+    )
 
 
 def pack_headers(headers: Headers) -> bytes:

@@ -15,7 +15,7 @@ from ptsp_gate.adapters.postgres import TRANSIENT_DB_ERRORS
 from ptsp_gate.observability.logging import get_logger
 from ptsp_gate.observability.metrics import Metrics
 from ptsp_gate.schemas.events import CE_TYPE_ENROLMENT, EnrolmentState
-from ptsp_gate.services import enrolment_store, intake, outbox
+from ptsp_gate.services import enrolment_store, idempotency, intake, outbox
 from ptsp_gate.services.errors import TransientFailure
 from ptsp_gate.services.intake import Invalid, RawRecord, Valid
 
@@ -59,15 +59,7 @@ class EnrolmentSync:
         m.enrolment_updates.labels("stale").inc(len(valid) - len(applied))
         m.enrolment_updates.labels("invalid").inc(len(invalid))
         for bad in dead:
-            m.dlq_messages.labels(self._dlq_topic(bad.record.topic), bad.code).inc()
-            log.warning(
-                "enrolment record dead-lettered",
-                error=bad.code,
-                reason=bad.message[:300],
-                topic=bad.record.topic,
-                partition=bad.record.partition,
-                offset=bad.record.offset,
-            )
+            outbox.note_dead_letter(m, self._dlq_topic(bad.record.topic), bad)
 
     async def _commit(
         self, valid: Sequence[Valid[EnrolmentState]], invalid: Sequence[Invalid]
@@ -80,28 +72,11 @@ class EnrolmentSync:
             if invalid:
                 # Dedupe dead letters too, so a redelivered bad record is not dead-lettered twice.
                 unique = {i.event_key: i for i in reversed(invalid)}
-                fresh = {
-                    r["event_key"]
-                    for r in await conn.fetch(
-                        "INSERT INTO processed_event (topic, event_key)"
-                        " SELECT $2, unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING event_key",
-                        list(unique),
-                        invalid[0].record.topic,
-                    )
-                }
+                fresh = await idempotency.claim(conn, invalid[0].record.topic, unique)
                 dead = [i for k, i in unique.items() if k in fresh]
                 now = self._clock()
                 await outbox.insert(
                     conn,
-                    [
-                        outbox.OutboxRow(
-                            topic=self._dlq_topic(i.record.topic),
-                            key=i.record.key,
-                            headers=intake.dlq_headers(i, now),
-                            value=intake.dlq_value(i),
-                            kind="dlq",
-                        )
-                        for i in dead
-                    ],
+                    [outbox.dead_letter(i, self._dlq_topic(i.record.topic), now) for i in dead],
                 )
         return applied, dead

@@ -29,7 +29,7 @@ from ptsp_gate.schemas.events import (
     Outcome,
     PermitApplication,
 )
-from ptsp_gate.services import enrolment_store, intake, outbox
+from ptsp_gate.services import enrolment_store, idempotency, intake, outbox
 from ptsp_gate.services.errors import TransientFailure
 from ptsp_gate.services.intake import Invalid, RawRecord, Valid
 
@@ -121,15 +121,7 @@ class PermitChecker:
             return []
         topic = items[0].record.topic
         async with self._pool.acquire() as conn, conn.transaction():
-            fresh = {
-                r["event_key"]
-                for r in await conn.fetch(
-                    "INSERT INTO processed_event (topic, event_key)"
-                    " SELECT $2, unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING event_key",
-                    list(unique),
-                    topic,
-                )
-            }
+            fresh = await idempotency.claim(conn, topic, unique)
             todo = [item for key, item in unique.items() if key in fresh]
             if not todo:
                 return []
@@ -248,16 +240,11 @@ class PermitChecker:
             self._decisions_topic,
             self._source,
         )
+        now = self._clock()
         await outbox.insert(
             conn,
             [
-                outbox.OutboxRow(
-                    topic=self._dlq_topic(d.invalid.record.topic),
-                    key=d.invalid.record.key,
-                    headers=intake.dlq_headers(d.invalid, self._clock()),
-                    value=intake.dlq_value(d.invalid),
-                    kind="dlq",
-                )
+                outbox.dead_letter(d.invalid, self._dlq_topic(d.invalid.record.topic), now)
                 for d in decided
                 if d.invalid is not None
             ],
@@ -268,14 +255,10 @@ class PermitChecker:
         committed_at = self._clock()
         for d in decided:
             if d.invalid is not None:
-                m.dlq_messages.labels(self._dlq_topic(d.invalid.record.topic), d.invalid.code).inc()
-                log.warning(
-                    "event dead-lettered",
-                    error=d.invalid.code,
-                    reason=d.invalid.message[:300],
-                    topic=d.invalid.record.topic,
-                    partition=d.invalid.record.partition,
-                    offset=d.invalid.record.offset,
+                outbox.note_dead_letter(
+                    m,
+                    self._dlq_topic(d.invalid.record.topic),
+                    d.invalid,
                     application_id=d.decision.application_id if d.decision else None,
                 )
             decision = d.decision
