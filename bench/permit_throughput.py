@@ -12,10 +12,12 @@ Run by hand (not a test); see bench/README.md. One run, on one machine:
   in batches and re-produces each one to another topic, committing offsets per batch;
 * phase B (throughput): ``ptsp-gate run permit-checker`` starts on the same N records (already
   waiting in the topic); decisions/s from the first decision published to the last;
-* phase C (latency): with the service caught up, events at a fixed rate for a few seconds; the
-  latency of one event is its decision's CreateTime on the decisions topic minus its ce_time;
+* phase C (latency, ``--skip-latency`` to leave out): with the service caught up, events at a
+  fixed rate for ``--latency-seconds``; the latency of one event is its decision's CreateTime on
+  the decisions topic minus its ce_time (= its send time). A plain consumer on the input topic
+  measures the floor the broker alone imposes;
 * the service gets SIGTERM and must exit 0; a report is printed and saved as JSON under
-  bench/results/.
+  bench/results/ (the processes' logs next to it).
 
 Every process it starts is stopped again on exit, Ctrl-C or SIGTERM; all traffic is on 127.0.0.1.
 """
@@ -39,7 +41,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,6 +70,7 @@ SERVICE_READY_TIMEOUT_S = 60.0
 STALL_TIMEOUT_S = 60.0  # no new decision (or raw-pipe progress) for this long: give up
 STOP_TIMEOUT_S = 45.0  # SIGTERM to exit, for the service (its graceful timeout is 20 s) and broker
 DRAIN_TIMEOUT_S = 60.0  # phase C: after the last event is sent, all its decisions must be in
+SETUP_TIMEOUT_S = 120.0  # one setup step (database, producing the events, a consumer's start)
 
 # The mock broker keeps about 5 MiB per partition: uncompressed, 100,000 application events on
 # six partitions would lose their older half before anyone reads them. gzip shrinks them ~10x.
@@ -242,7 +245,6 @@ SCRAPED = {
     "batches": "faststream_received_processed_messages_duration_seconds_count",
     "handler_s": "faststream_received_processed_messages_duration_seconds_sum",
     "retries": "ptsp_gate_transient_failures_total",
-    "published": "ptsp_gate_outbox_published_total",
 }
 
 
@@ -280,14 +282,19 @@ def read_bootstrap_file(path: Path) -> str | None:
 
 
 class PostgresCpu:
-    """CPU of the PostgreSQL server's processes (backends and background workers), by pid from
-    pg_stat_activity. Only when those pids are this machine's postgres processes."""
+    """CPU of the PostgreSQL processes that serve the bench's database (its backends, and the
+    server's background processes), by pid from pg_stat_activity; only when those pids are this
+    machine's postgres processes (not when the server runs elsewhere)."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
     async def snapshot(self) -> dict[int, float]:
-        pids = [r["pid"] for r in await self._conn.fetch("SELECT pid FROM pg_stat_activity")]
+        # This database's backends and the server's background processes (no database).
+        rows = await self._conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() OR datname IS NULL"
+        )
+        pids = [r["pid"] for r in rows]
         out: dict[int, float] = {}
         for pid in pids:
             if not process_name(pid).startswith("postgres"):
@@ -751,6 +758,16 @@ class Topics:
         }
 
 
+@contextlib.asynccontextmanager
+async def within(seconds: float, what: str) -> AsyncIterator[None]:
+    """A bounded step: a BenchError naming it when it takes longer than `seconds`."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise BenchError(f"{what} took longer than {seconds:.0f} s") from None
+
+
 async def wait_until(
     check: Callable[[], Any], timeout: float, what: str, child: Child | None = None
 ) -> Any:
@@ -947,9 +964,10 @@ class Run:
         # The N events, produced once: phases A and B both read them from the same topic.
         rng = random.Random(args.seed)
         events = [make_event(rng, args.employers, i, "B") for i in range(args.events)]
-        seconds, used = await preload(
-            self.bootstrap, self.topics.applications, events, args.partitions
-        )
+        async with within(SETUP_TIMEOUT_S + args.events / 1000, "producing the events"):
+            seconds, used = await preload(
+                self.bootstrap, self.topics.applications, events, args.partitions
+            )
         say(f"{args.events:,} events produced in {seconds:.1f} s to {used} partitions")
 
         if not args.skip_raw:
@@ -958,7 +976,8 @@ class Run:
         collector = DecisionCollector(self.bootstrap, self.topics.decisions, args.partitions)
         for _key, _headers, _value, app_id, ce_ms in events:
             collector.expect(app_id, ce_ms)
-        await collector.start()
+        async with within(SETUP_TIMEOUT_S, "starting the decisions consumer"):
+            await collector.start()
         try:
             port = args.port or free_port()
             service_env = {
@@ -991,7 +1010,8 @@ class Run:
                 rate = args.latency_rate or phase_b["rate"] / 2
                 say(f"phase C: {rate:,.0f} events/s for {args.latency_seconds:.0f} s")
                 floor = DeliveryFloor(self.bootstrap, self.topics.applications, args.partitions)
-                await floor.start()
+                async with within(SETUP_TIMEOUT_S, "starting the delivery-floor consumer"):
+                    await floor.start()
                 try:
                     phase_c = await self.phase_c(collector, service, rate)
                 finally:
@@ -1114,7 +1134,8 @@ class Run:
                 ticks += 1
                 await asyncio.sleep(max(0.0, started + ticks * tick - loop.time()))
             produced_in = loop.time() - started
-            await asyncio.gather(*futures)
+            async with within(SETUP_TIMEOUT_S, "delivering phase C's events"):
+                await asyncio.gather(*futures)
         finally:
             await producer.stop()
         await wait_for_decisions(collector, "C", total, service, timeout=DRAIN_TIMEOUT_S)
@@ -1152,7 +1173,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         }
 
         # PostgreSQL: a fresh database on DATABASE_URL's server, or on an embedded server.
-        server_dsn = os.environ.get("DATABASE_URL")
+        server_dsn = os.environ.get("DATABASE_URL") or ""
         pg_kind = "DATABASE_URL"
         if not server_dsn:
             say("starting the embedded PostgreSQL")
@@ -1171,8 +1192,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         try:
             conn = await connect(dsn)
             try:
-                await migrations.migrate(conn)
-                loaded = await load_enrolments(conn, args.employers)
+                async with within(
+                    SETUP_TIMEOUT_S + args.employers / 1000, "preparing the database"
+                ):
+                    await migrations.migrate(conn)
+                    loaded = await load_enrolments(conn, args.employers)
                 say(f"database {db_name}: migrated, {loaded:,} enrolment records loaded")
                 result["setup"] = {
                     "events": args.events,
