@@ -149,6 +149,7 @@ async def test_bad_input_is_dead_lettered_and_the_partition_keeps_flowing(
     }
     renewal_without_previous = {**good, "application_id": "APP-RENEW", "action": "RENEWAL"}
     headers, value = demo.encode(demo.CE_TYPE_APPLICATION, demo.PTSP_SOURCE, good)
+    garbage_headers, _ = demo.encode(demo.CE_TYPE_APPLICATION, demo.PTSP_SOURCE, good)
     unknown_headers, unknown_value = demo.encode(
         "id.go.ptsp.permit.cancelled.v1",
         demo.PTSP_SOURCE,
@@ -159,7 +160,8 @@ async def test_bad_input_is_dead_lettered_and_the_partition_keeps_flowing(
         {**good, "application_id": "APP-MISMATCH"}, ce_type=demo.CE_TYPE_RENEWAL
     )
     cases = [
-        (b"k", [("ce_id", b"garbage-1")], b"\x00\xff not json"),  # garbage bytes
+        (b"k", garbage_headers, b"\x00\xff not json"),  # garbage bytes
+        (b"k", [("ce_id", b"garbage-1")], b"{}"),  # no CloudEvents attributes  # garbage bytes
         (b"k", [("ce_id", b"x")], None),  # tombstone
         (b"k", headers[:1], value),  # no ce_type etc.
         (b"k", [*headers, ("x-binary", b"\xff\xfe")], b"[1, 2, 3]"),  # wrong schema
@@ -173,6 +175,7 @@ async def test_bad_input_is_dead_lettered_and_the_partition_keeps_flowing(
     ]
     expected_codes = [
         "MALFORMED_JSON",
+        "MALFORMED_ENVELOPE",
         "MALFORMED_ENVELOPE",
         "MALFORMED_ENVELOPE",
         "SCHEMA_VIOLATION",
@@ -197,10 +200,10 @@ async def test_bad_input_is_dead_lettered_and_the_partition_keeps_flowing(
     for r in dlq:
         assert header(r, "ptsp-gate-source-topic") == settings.topic_applications
         assert header(r, "ptsp-gate-error-message")
-    oversized = dlq[8]
+    oversized = dlq[9]
     assert len(oversized.value) <= 64 * 1024
     assert int(header(oversized, "ptsp-gate-original-size")) > 2 * 1024 * 1024
-    assert dlq[3].headers[-7] == ("x-binary", b"\xff\xfe")  # original headers kept byte for byte
+    assert dlq[4].headers[-7] == ("x-binary", b"\xff\xfe")  # original headers kept byte for byte
     outcomes = {d["application_id"]: d["outcome"] for d in out}
     assert outcomes == {
         "APP-UNKNOWN-TYPE": "REJECTED",

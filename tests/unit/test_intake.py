@@ -113,7 +113,7 @@ def test_dlq_headers_keep_the_originals_and_name_the_error() -> None:
     headers = intake.dlq_headers(item, NOW)
     assert headers[:2] == rec.headers
     named = dict(headers[2:])
-    assert named["ptsp-gate-error-code"] == b"MALFORMED_JSON"
+    assert named["ptsp-gate-error-code"] == b"MALFORMED_ENVELOPE"  # no ce_ attributes
     assert named["ptsp-gate-source-topic"] == b"apps"
     assert named["ptsp-gate-source-offset"] == b"7"
     assert named["ptsp-gate-failed-at"] == NOW.isoformat().encode()

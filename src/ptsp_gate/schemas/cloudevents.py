@@ -80,8 +80,12 @@ def _json(value: bytes) -> Any:
         raise EnvelopeError("MALFORMED_JSON", f"value is not UTF-8 JSON: {exc}") from exc
 
 
-def decode(headers: Headers, value: bytes | None) -> CloudEvent:
-    """Decode one Kafka record into a CloudEvent whose `data` is parsed JSON."""
+def decode(headers: Headers, value: bytes | None, *, parse_data: bool = True) -> CloudEvent:
+    """Decode one Kafka record into a CloudEvent whose `data` is parsed JSON.
+
+    With `parse_data=False`, a binary-mode value is left unparsed (`data` is None): a caller that
+    validates the raw bytes itself (pydantic's JSON mode) saves a second parse.
+    """
     hmap = header_map(headers)
     content_type = hmap.get("content-type", "").split(";")[0].strip().lower()
     if value is None:
@@ -110,7 +114,7 @@ def decode(headers: Headers, value: bytes | None) -> CloudEvent:
                     "MALFORMED_ENVELOPE", f"CloudEvents attribute header {name!r} is not UTF-8"
                 )
         attrs = {k[3:]: v for k, v in hmap.items() if k.startswith("ce_")}
-        data = _json(value)
+        data = _json(value) if parse_data else None
         time_raw = attrs.get("time")
     if attrs.get("specversion") != SPECVERSION:
         raise EnvelopeError(

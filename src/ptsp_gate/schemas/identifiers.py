@@ -6,6 +6,7 @@ digit, NPWP and NIK checks come from python-stdnum rather than being re-implemen
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated
 
@@ -19,12 +20,18 @@ _DIGITS = re.compile(r"[0-9]+")  # ASCII only: `\d` also matches other scripts' 
 def _check_npwp(value: str) -> str:
     if len(value) not in (15, 16) or not _DIGITS.fullmatch(value):
         raise ValueError("NPWP must be 15 or 16 digits")
+    _check_npwp_digits(value)
+    return value
+
+
+@functools.lru_cache(maxsize=65_536)
+def _check_npwp_digits(value: str) -> None:
+    # The same employers apply again and again; only valid numbers are cached (errors raise).
     try:
         stdnum_npwp.validate(value)
     except StdnumError as exc:
         kind = "NIK" if len(value) == 16 and not value.startswith("0") else "NPWP"
         raise ValueError(f"{kind} fails its check: {exc}") from exc
-    return value
 
 
 def canonical_npwp(value: str) -> str:

@@ -48,6 +48,13 @@ class Valid(Generic[M]):
     def event_key(self) -> str:
         return self.event.id
 
+    @property
+    def data_text(self) -> str:
+        """The data as received, as JSON text (stored as is, not re-serialised from the model)."""
+        if self.event.structured:
+            return json.dumps(self.event.data)
+        return (self.record.value or b"").decode("utf-8")
+
 
 @dataclass(frozen=True, slots=True)
 class Invalid:
@@ -100,7 +107,7 @@ def read(
             record, "OVERSIZED", f"record is {size} bytes; the limit is {max_bytes}", [], None, None
         )
     try:
-        event = decode(list(record.headers), value)
+        event = decode(list(record.headers), value, parse_data=False)
     except EnvelopeError as exc:
         return Invalid(record, exc.code, exc.message, [], None, None)
     if event.type not in accepted_types:
@@ -110,7 +117,7 @@ def read(
             f"ce_type {event.type[:100]!r} is not one of {', '.join(accepted_types)}",
             [],
             event.id,
-            event.data,
+            event_data(event, value),
             event.type,
         )
     if value is not None and b"\\u0000" in value:
@@ -121,7 +128,7 @@ def read(
             "NUL characters are not allowed",
             [],
             event.id,
-            event.data,
+            event_data(event, value),
             event.type,
         )
     try:
@@ -136,8 +143,20 @@ def read(
             if any(p["error"].startswith("Invalid JSON") for p in problems)
             else "SCHEMA_VIOLATION"
         )
-        return Invalid(record, code, summary, problems, event.id, event.data, event.type)
+        return Invalid(
+            record, code, summary, problems, event.id, event_data(event, value), event.type
+        )
     return Valid(record, event, payload)
+
+
+def event_data(event: CloudEvent, value: bytes | None) -> Any:
+    """The event's data for best-effort ids on the error path (binary mode is parsed lazily)."""
+    if event.structured or value is None:
+        return event.data
+    try:
+        return json.loads(value)
+    except ValueError:
+        return None
 
 
 def dlq_headers(invalid: Invalid, now: datetime | None = None) -> Headers:

@@ -92,16 +92,19 @@ def unpack_headers(blob: bytes) -> Headers:
 async def insert(conn: asyncpg.Connection, rows: Sequence[OutboxRow]) -> None:
     if not rows:
         return
+    # The relay is woken in the same round trip; NOTIFY is delivered at commit.
     await conn.execute(
-        "INSERT INTO outbox (topic, key, headers, value, kind)"
-        " SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::bytea[], $5::text[])",
+        "WITH ins AS (INSERT INTO outbox (topic, key, headers, value, kind)"
+        " SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::bytea[], $5::text[])"
+        " RETURNING 1)"
+        " SELECT pg_notify($6, '') FROM (SELECT 1 FROM ins LIMIT 1) AS any_row",
         [r.topic for r in rows],
         [r.key for r in rows],
         [pack_headers(r.headers) for r in rows],
         [r.value for r in rows],
         [r.kind for r in rows],
+        NOTIFY_CHANNEL,
     )
-    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
 
 
 class OutboxRelay:
