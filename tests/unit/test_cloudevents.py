@@ -14,7 +14,6 @@ from ptsp_gate.schemas.cloudevents import (
     Headers,
     binary_headers,
     decode,
-    header_map,
 )
 from ptsp_gate.schemas.events import CE_TYPE_APPLICATION, CE_TYPE_DECISION
 
@@ -203,16 +202,10 @@ def test_non_utf8_bytes_in_other_headers_do_not_fail_the_record() -> None:
     assert event.data == DATA
 
 
-def test_header_map_replaces_undecodable_bytes() -> None:
-    hmap = header_map([("X-Junk", b"ok\xff"), ("ce_id", b"evt")])
-    assert hmap == {"x-junk": "ok\ufffd", "ce_id": "evt"}
-
-
 def test_null_header_value_is_tolerated() -> None:
     # The Kafka protocol allows a header with a null value.
     headers = cast(Headers, [*_binary(), ("x-empty", None)])
     assert decode(headers, VALUE).id == "evt-0001"
-    assert header_map(cast(Headers, [("x-empty", None)])) == {"x-empty": ""}
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ on input. Everything here is pure: records in, values or `EnvelopeError` out.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,11 +37,6 @@ class CloudEvent:
     time: datetime | None
     data: Any
     structured: bool = False
-
-
-def header_map(headers: Headers) -> dict[str, str]:
-    """Headers as text; undecodable values are replaced rather than failing the whole record."""
-    return {k.lower(): v.decode("utf-8", "replace") if v is not None else "" for k, v in headers}
 
 
 def _parse_time(raw: str | None) -> datetime | None:
@@ -80,21 +76,34 @@ def _json(value: bytes) -> Any:
         raise EnvelopeError("MALFORMED_JSON", f"value is not UTF-8 JSON: {exc}") from exc
 
 
-def decode(headers: Headers, value: bytes | None, *, parse_data: bool = True) -> CloudEvent:
+def decode(
+    headers: Sequence[tuple[str, bytes]], value: bytes | None, *, parse_data: bool = True
+) -> CloudEvent:
     """Decode one Kafka record into a CloudEvent whose `data` is parsed JSON.
 
     With `parse_data=False`, a binary-mode value is left unparsed (`data` is None): a caller that
     validates the raw bytes itself (pydantic's JSON mode) saves a second parse.
     """
-    hmap = header_map(headers)
-    content_type = hmap.get("content-type", "").split(";")[0].strip().lower()
+    # One pass over the headers: this runs for every record.
+    attrs: dict[str, Any] = {}
+    content_type = ""
+    bad_attribute: str | None = None
+    for name, raw in headers:
+        key = name.lower()
+        if key.startswith("ce_"):
+            try:
+                attrs[key[3:]] = raw.decode("utf-8") if raw is not None else ""
+            except UnicodeDecodeError:
+                bad_attribute = bad_attribute or name
+        elif key == "content-type" and raw is not None:
+            content_type = raw.decode("utf-8", "replace").split(";")[0].strip().lower()
     if value is None:
         raise EnvelopeError("MALFORMED_ENVELOPE", "record has no value (tombstone)")
     if content_type == STRUCTURED_CONTENT_TYPE:
         envelope = _json(value)
         if not isinstance(envelope, dict):
             raise EnvelopeError("MALFORMED_ENVELOPE", "structured event is not a JSON object")
-        attrs: dict[str, Any] = envelope
+        attrs = envelope
         data = envelope.get("data")
         if data is None and "data_base64" in envelope:
             raise EnvelopeError("MALFORMED_ENVELOPE", "data_base64 is not accepted: send JSON data")
@@ -106,14 +115,12 @@ def decode(headers: Headers, value: bytes | None, *, parse_data: bool = True) ->
             raise EnvelopeError(
                 "MALFORMED_ENVELOPE", f"content-type {content_type!r} is not {JSON_CONTENT_TYPE}"
             )
-        for name, raw in headers:
-            if name.lower().startswith("ce_") and raw is not None and not _is_utf8(raw):
-                # header_map replaced the bad bytes; an attribute (ce_id is the idempotency key)
-                # must not be silently altered, so the record is refused instead.
-                raise EnvelopeError(
-                    "MALFORMED_ENVELOPE", f"CloudEvents attribute header {name!r} is not UTF-8"
-                )
-        attrs = {k[3:]: v for k, v in hmap.items() if k.startswith("ce_")}
+        if bad_attribute is not None:
+            # An attribute (ce_id is the idempotency key) must not be silently altered by a
+            # lossy decode, so the record is refused instead.
+            raise EnvelopeError(
+                "MALFORMED_ENVELOPE", f"CloudEvents attribute header {bad_attribute!r} is not UTF-8"
+            )
         data = _json(value) if parse_data else None
         time_raw = attrs.get("time")
     if attrs.get("specversion") != SPECVERSION:

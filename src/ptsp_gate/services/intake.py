@@ -107,7 +107,7 @@ def read(
             record, "OVERSIZED", f"record is {size} bytes; the limit is {max_bytes}", [], None, None
         )
     try:
-        event = decode(list(record.headers), value, parse_data=False)
+        event = decode(record.headers, value, parse_data=False)
     except EnvelopeError as exc:
         return Invalid(record, exc.code, exc.message, [], None, None)
     if event.type not in accepted_types:
