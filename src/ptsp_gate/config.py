@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     retry_max_delay_s: float = Field(default=5.0, gt=0, le=300)
     graceful_timeout_s: float = Field(default=20.0, gt=0, le=600)
 
+    redecide_window_days: int = Field(default=90, ge=1, le=3650)
+    sweep_interval_s: float = Field(default=300.0, ge=1, le=86_400)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     data_dir: Path = Path(".ptsp-gate")

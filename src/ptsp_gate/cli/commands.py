@@ -25,6 +25,8 @@ async def dispatch(args: argparse.Namespace) -> int:
         "broker": _broker,
         "flagged": _flagged,
         "employer": _employer,
+        "enrolment": _enrolment,
+        "policy": _policy,
     }[args.command]
     return await handler(args, settings)
 
@@ -182,6 +184,18 @@ def _version() -> str:
     from ptsp_gate import __version__
 
     return __version__
+
+
+async def _enrolment(args: argparse.Namespace, settings: Settings) -> int:
+    from ptsp_gate.cli import enrolment_commands
+
+    return await enrolment_commands.run(args, settings)
+
+
+async def _policy(args: argparse.Namespace, settings: Settings) -> int:
+    from ptsp_gate.cli import policy_commands
+
+    return await policy_commands.run(args, settings)
 
 
 async def _dev(args: argparse.Namespace, settings: Settings) -> int:

@@ -9,6 +9,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import NoReturn
 
 from pydantic import ValidationError
@@ -53,6 +54,15 @@ NIB = _pattern(r"[0-9]{13}", "a 13-digit NIB")
 PORT = _bounded(1, 65535)
 
 
+def DATE(value: str) -> datetime:
+    """An ISO date or date-time; a date means its start, and a missing offset means UTC."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an ISO date (YYYY-MM-DD)") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="ptsp-gate",
@@ -94,6 +104,43 @@ def build_parser() -> argparse.ArgumentParser:
     employer = sub.add_parser("employer", help="one employer's enrolment state and decisions")
     employer.add_argument("nib", type=NIB, metavar="NIB")
     employer.add_argument("--format", choices=("table", "json"), default="table")
+    enrolment = sub.add_parser("enrolment", help="the enrolment projection: bulk snapshot import")
+    enrolment_sub = enrolment.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    imp = enrolment_sub.add_parser(
+        "import", help="load a BPJS TK snapshot (CSV, optionally gzip) into the projection"
+    )
+    imp.add_argument("file", metavar="FILE", help="CSV or CSV.gz, one employer per row")
+    imp.add_argument("--region", type=REGION, help="the region the snapshot covers")
+    imp.add_argument(
+        "--complete",
+        action="store_true",
+        help="the snapshot lists every employer of --region (absent means not registered "
+        "where the region's policy says so)",
+    )
+    imp.add_argument(
+        "--rejects", metavar="FILE", help="where bad rows go (default: FILE.rejects.csv)"
+    )
+    imp.add_argument(
+        "--progress",
+        choices=("auto", "bar", "lines", "none"),
+        default="auto",
+        help="a bar on a terminal, periodic lines otherwise (auto)",
+    )
+
+    policy = sub.add_parser("policy", help="validate, show and try out policies")
+    policy_sub = policy.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    check = policy_sub.add_parser("check", help="validate a policy file")
+    check.add_argument("file", metavar="FILE")
+    show = policy_sub.add_parser("show", help="the effective policy and its version")
+    show.add_argument("--region", type=REGION)
+    show.add_argument("--format", choices=("text", "json"), default="text")
+    simulate = policy_sub.add_parser(
+        "simulate", help="re-run stored applications under a candidate policy (changes nothing)"
+    )
+    simulate.add_argument("--policy", required=True, metavar="FILE", help="candidate policy file")
+    simulate.add_argument("--region", type=REGION, help="only applications of this region")
+    simulate.add_argument("--since", type=DATE, help="only applications submitted on or after")
+    simulate.add_argument("--format", choices=("table", "csv", "json"), default="table")
     return parser
 
 

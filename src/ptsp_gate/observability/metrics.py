@@ -71,5 +71,25 @@ class Metrics:
             ["component"],
             registry=r,
         )
+        self.redecisions = Counter(
+            "ptsp_gate_redecisions",
+            "Superseding decisions emitted after an enrolment change or by the sweep, by old and "
+            "new outcome.",
+            ["from_outcome", "to_outcome"],
+            registry=r,
+        )
+        self.sweep_runs = Counter(
+            "ptsp_gate_sweep_runs",
+            "Runs of the periodic re-decision sweep of PENDING applications, by result.",
+            ["result"],
+            registry=r,
+        )
+        self.import_rows = Gauge(
+            "ptsp_gate_enrolment_import_rows",
+            "Rows of bulk enrolment imports recorded in the database, by result "
+            "(applied, stale, rejected), summed over all import runs.",
+            ["result"],
+            registry=r,
+        )
         self.build = Info("ptsp_gate_build", "Build and policy information.", registry=r)
         self.build.info({"version": __version__})
