@@ -25,7 +25,7 @@ async def services(settings: Settings, *names: str) -> AsyncIterator[dict[str, S
             spec = (
                 checker_app.spec(settings, load_policy_book(settings.policy_dir))
                 if name == "permit-checker"
-                else sync_app.spec(settings)
+                else sync_app.spec(settings, load_policy_book(settings.policy_dir))
             )
             svc = Service(spec, settings)
             await svc.start()

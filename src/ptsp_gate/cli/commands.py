@@ -164,7 +164,7 @@ def _spec(name: str, settings: Settings):  # type: ignore[no-untyped-def]
         return checker_app.spec(settings, _policies(settings))
     from ptsp_gate.services.enrolment_sync import app as sync_app
 
-    return sync_app.spec(settings)
+    return sync_app.spec(settings, _policies(settings))
 
 
 def _policies(settings: Settings):  # type: ignore[no-untyped-def]

@@ -38,9 +38,16 @@ def from_row(row: asyncpg.Record) -> EnrolmentState:
     )
 
 
-async def fetch_many(conn: asyncpg.Connection, nibs: Iterable[str]) -> dict[str, EnrolmentState]:
+async def fetch_many(
+    conn: asyncpg.Connection, nibs: Iterable[str], *, lock: bool = False
+) -> dict[str, EnrolmentState]:
+    """The stored states of these employers. With `lock`, the rows are share-locked until the
+    caller's transaction ends: an update of the same employer then waits, and the re-decision it
+    triggers sees the decisions made from the old state."""
     rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM employer_enrolment WHERE nib = ANY($1::text[])", list(set(nibs))
+        f"SELECT {_COLUMNS} FROM employer_enrolment WHERE nib = ANY($1::text[])"
+        + (" ORDER BY nib FOR SHARE" if lock else ""),
+        list(set(nibs)),
     )
     return {r["nib"]: from_row(r) for r in rows}
 

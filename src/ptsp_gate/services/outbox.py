@@ -202,6 +202,9 @@ class OutboxRelay:
         loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
+            # Read before fetching: stopping ends the loop only after a fetch that began after the
+            # stop was requested comes back empty, so every committed row is published.
+            stopping = self._stopping.is_set()
             rows = await conn.fetch(
                 "SELECT id, topic, key, headers, value, kind FROM outbox ORDER BY id LIMIT $1",
                 self._batch_size,
@@ -212,9 +215,9 @@ class OutboxRelay:
             if loop.time() - last_gauge > 1.0 or not rows:
                 await self._update_gauges(conn)
                 last_gauge = loop.time()
-            if len(rows) == self._batch_size:
+            if rows:
                 continue
-            if self._stopping.is_set():
+            if stopping:
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._idle_poll_s)

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,12 +54,16 @@ class Backoff:
         self._next = self._first
 
 
+Background = Callable[[asyncpg.Pool, Metrics], Coroutine[Any, Any, None]]
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceSpec:
     name: str
     topic: str
     group: str
     make_handler: Callable[[asyncpg.Pool, Metrics], BatchHandler]
+    background: Background | None = None  # a loop run beside the consumer until shutdown
 
 
 class Service:
@@ -83,6 +87,7 @@ class Service:
         self._handler: BatchHandler | None = None
         self._backoff = Backoff(max_s=settings.retry_max_delay_s)
         self._lag_task: asyncio.Task[None] | None = None
+        self._background_task: asyncio.Task[None] | None = None
         self._subscriber = self.broker.subscriber(
             # Topics are provisioned by operators (partitions, retention); never created here.
             Topic(spec.topic, declare=False),
@@ -151,6 +156,10 @@ class Service:
     async def run_background(self) -> None:
         self.relay.start()
         self._lag_task = asyncio.create_task(self._sample_lag(), name="lag-sampler")
+        if self.spec.background is not None and self.pool is not None:
+            self._background_task = asyncio.create_task(
+                self.spec.background(self.pool, self.metrics), name=f"{self.spec.name}-background"
+            )
         log.info(
             "service started", service=self.spec.name, topic=self.spec.topic, group=self.spec.group
         )
@@ -162,11 +171,12 @@ class Service:
 
     async def stop(self) -> None:
         """Drain: finish the batch in hand and commit it, publish what is committed, close."""
-        if self._lag_task is not None:
-            self._lag_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._lag_task
-            self._lag_task = None
+        for task in (self._lag_task, self._background_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._lag_task = self._background_task = None
         await self.broker.stop()
         await self.relay.stop(drain_timeout_s=self.settings.graceful_timeout_s)
         if self.pool is not None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from ptsp_gate.config import Settings
+from ptsp_gate.policy import PolicyBook
 from ptsp_gate.services.enrolment_sync.sync import EnrolmentSync
+from ptsp_gate.services.enrolment_sync.tasks import import_metrics_refresher
 from ptsp_gate.services.runtime import ServiceSpec
 
 NAME = "enrolment-sync"
 
 
-def spec(settings: Settings) -> ServiceSpec:
+def spec(settings: Settings, policies: PolicyBook) -> ServiceSpec:
     return ServiceSpec(
         name=NAME,
         topic=settings.topic_enrolment,
@@ -20,6 +22,11 @@ def spec(settings: Settings) -> ServiceSpec:
                 metrics=metrics,
                 dlq_topic=settings.dlq_topic,
                 max_event_bytes=settings.max_event_bytes,
+                policies=policies,
+                redecide_window_days=settings.redecide_window_days,
+                decisions_topic=settings.topic_decisions,
+                event_source=settings.event_source,
             ).handle_batch
         ),
+        background=lambda pool, metrics: import_metrics_refresher(pool, metrics, settings),
     )

@@ -14,8 +14,9 @@ import asyncpg
 from ptsp_gate.adapters.postgres import TRANSIENT_DB_ERRORS
 from ptsp_gate.observability.logging import get_logger
 from ptsp_gate.observability.metrics import Metrics
+from ptsp_gate.policy import PolicyBook
 from ptsp_gate.schemas.events import CE_TYPE_ENROLMENT, EnrolmentState
-from ptsp_gate.services import enrolment_store, idempotency, intake, outbox
+from ptsp_gate.services import enrolment_store, idempotency, intake, outbox, redecide
 from ptsp_gate.services.errors import TransientFailure
 from ptsp_gate.services.intake import Invalid, RawRecord, Valid
 
@@ -30,9 +31,17 @@ class EnrolmentSync:
         metrics: Metrics,
         dlq_topic: Callable[[str], str],
         max_event_bytes: int,
+        policies: PolicyBook,
+        redecide_window_days: int,
+        decisions_topic: str,
+        event_source: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._pool = pool
+        self._policies = policies
+        self._window_days = redecide_window_days
+        self._decisions_topic = decisions_topic
+        self._event_source = event_source
         self._metrics = metrics
         self._dlq_topic = dlq_topic
         self._max_bytes = max_event_bytes
@@ -51,7 +60,7 @@ class EnrolmentSync:
             if held is None or item.payload.version > held.payload.version:
                 newest[item.payload.nib] = item
         try:
-            applied, dead = await self._commit(list(newest.values()), invalid)
+            applied, dead, changes = await self._commit(list(newest.values()), invalid)
         except TRANSIENT_DB_ERRORS as exc:
             raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
         m = self._metrics
@@ -60,13 +69,24 @@ class EnrolmentSync:
         m.enrolment_updates.labels("invalid").inc(len(invalid))
         for bad in dead:
             outbox.note_dead_letter(m, self._dlq_topic(bad.record.topic), bad)
+        redecide.observe(m, changes)
 
     async def _commit(
         self, valid: Sequence[Valid[EnrolmentState]], invalid: Sequence[Invalid]
-    ) -> tuple[set[str], list[Invalid]]:
+    ) -> tuple[set[str], list[Invalid], list[redecide.Change]]:
         async with self._pool.acquire() as conn, conn.transaction():
             applied = await enrolment_store.apply_newer(
                 conn, [v.payload for v in valid], "stream", [v.event.id for v in valid]
+            )
+            # Same transaction: the new state and the decisions it changes become visible together.
+            changes = await redecide.redecide_employers(
+                conn,
+                sorted(applied),
+                policies=self._policies,
+                window_days=self._window_days,
+                now=self._clock(),
+                decisions_topic=self._decisions_topic,
+                event_source=self._event_source,
             )
             dead: list[Invalid] = []
             if invalid:
@@ -79,4 +99,4 @@ class EnrolmentSync:
                     conn,
                     [outbox.dead_letter(i, self._dlq_topic(i.record.topic), now) for i in dead],
                 )
-        return applied, dead
+        return applied, dead, changes

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ptsp_gate.config import Settings
 from ptsp_gate.policy import PolicyBook
 from ptsp_gate.services.permit_checker.checker import PermitChecker
+from ptsp_gate.services.permit_checker.sweep import sweeper
 from ptsp_gate.services.runtime import ServiceSpec
 
 NAME = "permit-checker"
@@ -24,6 +25,9 @@ def spec(settings: Settings, policies: PolicyBook) -> ServiceSpec:
                 dlq_topic=settings.dlq_topic,
                 event_source=settings.event_source,
                 max_event_bytes=settings.max_event_bytes,
+                # One pool connection stays free for readiness checks and the sweep.
+                parallel=max(settings.db_pool_size - 1, 1),
             ).handle_batch
         ),
+        background=lambda pool, metrics: sweeper(pool, metrics, settings, policies),
     )

@@ -9,7 +9,6 @@ this returns, so a crash anywhere before that replays the batch and the dedupe a
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,19 +20,18 @@ from ptsp_gate.adapters.postgres import TRANSIENT_DB_ERRORS
 from ptsp_gate.observability.logging import get_logger
 from ptsp_gate.observability.metrics import Metrics
 from ptsp_gate.policy import PolicyBook, Verdict, decide, decision_id, rejected
-from ptsp_gate.schemas.cloudevents import binary_headers
 from ptsp_gate.schemas.events import (
     ACTION_BY_CE_TYPE,
-    CE_TYPE_DECISION,
     Action,
     ComplianceDecision,
     EnrolmentState,
     Outcome,
     PermitApplication,
 )
-from ptsp_gate.services import enrolment_store, idempotency, intake, outbox
+from ptsp_gate.services import decision_store, enrolment_store, idempotency, intake, outbox
 from ptsp_gate.services.errors import TransientFailure
 from ptsp_gate.services.intake import Invalid, RawRecord, Valid
+from ptsp_gate.services.redecide import complete_regions
 
 log = get_logger(__name__)
 
@@ -147,11 +145,13 @@ class PermitChecker:
             todo = [item for key, item in unique.items() if key in fresh]
             if not todo:
                 return []
+            valid = [i for i in todo if isinstance(i, Valid)]
             enrolments = await enrolment_store.fetch_many(
-                conn, (i.payload.employer.nib for i in todo if isinstance(i, Valid))
+                conn, (i.payload.employer.nib for i in valid), lock=True
             )
+            complete = await complete_regions(conn, {i.payload.region_code for i in valid})
             now = self._clock()
-            decided = [self._decide(item, enrolments, now) for item in todo]
+            decided = [self._decide(item, enrolments, complete, now) for item in todo]
             await self._store(conn, [i for i in todo if isinstance(i, Valid)], decided)
         return decided
 
@@ -159,12 +159,19 @@ class PermitChecker:
         self,
         item: Valid[PermitApplication] | Invalid,
         enrolments: dict[str, EnrolmentState],
+        complete_regions: set[str],
         now: datetime,
     ) -> Decided:
         if isinstance(item, Valid):
             app = item.payload
             enrolment = enrolments.get(app.employer.nib)
-            verdict = decide(app, enrolment, self._policies.for_region(app.region_code), now)
+            verdict = decide(
+                app,
+                enrolment,
+                self._policies.for_region(app.region_code),
+                now,
+                snapshot_complete=app.region_code in complete_regions,
+            )
             version = enrolment.version if enrolment is not None else None
             decision = self._decision(
                 item.event.id,
@@ -259,7 +266,7 @@ class PermitChecker:
                 [a.data_text for a in applications],
             )
         now = self._clock()
-        await store_decisions(
+        await decision_store.store_decisions(
             conn,
             [
                 (d.decision, d.event_key, d.enrolment_version)
@@ -309,74 +316,3 @@ def _action_of(item: Invalid) -> Action | None:
     if raw is not None and raw in Action.__members__:
         return Action(raw)
     return ACTION_BY_CE_TYPE.get(item.event_type) if item.event_type else None
-
-
-async def store_decisions(
-    conn: asyncpg.Connection,
-    decisions: Sequence[tuple[ComplianceDecision, str, int | None]],
-    topic: str,
-    source: str,
-    also: Sequence[outbox.OutboxRow] = (),
-) -> None:
-    """Record decisions and queue them for publication, in the caller's transaction, together
-    with any other outbox rows (`also`: dead letters of the same batch).
-
-    Each tuple is (decision, the input event's key, the enrolment version it used).
-    """
-    if not decisions:
-        await outbox.insert(conn, also)
-        return
-    ds = [d for d, _, _ in decisions]
-    await conn.execute(
-        """
-        INSERT INTO compliance_decision (decision_id, event_id, application_id, nib, action,
-            region_code, outcome, reason_codes, reasons, enrolment_as_of, enrolment_version,
-            policy_version, decided_at, supersedes)
-        SELECT u.decision_id, u.event_id, u.application_id, u.nib, u.action, u.region_code,
-            u.outcome, string_to_array(u.reason_codes, ','), u.reasons::jsonb, u.enrolment_as_of,
-            u.enrolment_version, u.policy_version, u.decided_at, u.supersedes
-        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-            $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::bigint[], $12::text[],
-            $13::timestamptz[], $14::uuid[])
-        AS u(decision_id, event_id, application_id, nib, action, region_code, outcome,
-             reason_codes, reasons, enrolment_as_of, enrolment_version, policy_version,
-             decided_at, supersedes)
-        ON CONFLICT (decision_id) DO NOTHING
-        """,
-        [d.decision_id for d in ds],
-        [event_key for _, event_key, _ in decisions],
-        [d.application_id for d in ds],
-        [d.nib for d in ds],
-        [d.action.value if d.action else None for d in ds],
-        [d.region_code for d in ds],
-        [d.outcome.value for d in ds],
-        [",".join(r.code.value for r in d.reasons) for d in ds],
-        [json.dumps([r.model_dump(mode="json") for r in d.reasons]) for d in ds],
-        [d.enrolment_as_of for d in ds],
-        [v for _, _, v in decisions],
-        [d.policy_version for d in ds],
-        [d.decided_at for d in ds],
-        [d.supersedes for d in ds],
-    )
-    await outbox.insert(
-        conn,
-        [
-            *(
-                outbox.OutboxRow(
-                    topic=topic,
-                    key=(d.nib or d.application_id).encode(),
-                    headers=binary_headers(
-                        event_id=str(d.decision_id),
-                        source=source,
-                        ce_type=CE_TYPE_DECISION,
-                        time=d.decided_at,
-                        subject=d.application_id,
-                    ),
-                    value=d.model_dump_json().encode(),
-                    kind="decision",
-                )
-                for d in ds
-            ),
-            *also,
-        ],
-    )
