@@ -113,7 +113,9 @@ async def _redecide(
     if not rows:
         return []
     enrolments = await enrolment_store.fetch_many(conn, (r["nib"] for r in rows))
-    applications = [PermitApplication.model_validate(r["payload"]) for r in rows]
+    # Stored payloads were validated strictly on the way in; read back from JSON, dates and enums
+    # are strings again, which only lax mode accepts.
+    applications = [PermitApplication.model_validate(r["payload"], strict=False) for r in rows]
     complete = await complete_regions(conn, {a.region_code for a in applications})
     changes: list[Change] = []
     for row, application in zip(rows, applications, strict=True):
