@@ -146,6 +146,7 @@ def test_dev_shows_every_outcome(tmp_path, db_dsn) -> None:
         assert outcome in proc.stdout
     assert "NO (expected" not in proc.stdout
     assert "dead-lettered" in proc.stdout
+    assert "went from BLOCKED to CLEARED on its own" in proc.stdout
 
 
 async def test_broker_command_prints_its_address_and_stops_cleanly(tmp_path) -> None:

@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -195,7 +196,38 @@ async def _demo(settings: Settings, bootstrap: list[str], dsn: str) -> bool:
     decisions = await _collect_decisions(
         settings, bootstrap, {s.application["application_id"] for s in scenarios}, now
     )
-    return _summarise(scenarios, decisions)
+    ok = _summarise(scenarios, decisions)
+    return await _show_redecision(settings, bootstrap, scenarios, now) and ok
+
+
+async def _show_redecision(
+    settings: Settings, bootstrap: list[str], scenarios: list[demo.Scenario], now: datetime
+) -> bool:
+    """The employer in arrears pays: its blocked application clears on its own."""
+    arrears = next(s for s in scenarios if s.expect_codes == ("ARREARS",))
+    assert arrears.enrolment is not None
+    paid = {**arrears.enrolment, "arrears_months": 0, "version": arrears.enrolment["version"] + 1}
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        key, headers, value = demo.enrolment_record(paid)
+        await producer.send_and_wait(settings.topic_enrolment, value, key=key, headers=headers)
+    finally:
+        await producer.stop()
+    app_id = arrears.application["application_id"]
+    found = await _collect_decisions(
+        settings, bootstrap, {app_id}, now, lambda d: d["supersedes"] is not None
+    )
+    _say("")
+    if app_id not in found:
+        _say(f"Re-decision: none arrived for {app_id} after its employer paid.")
+        return False
+    _say(
+        f"Re-decision: the employer of {app_id} paid its arrears; the application went from "
+        f"BLOCKED to {found[app_id]['outcome']} on its own "
+        f"(decision {found[app_id]['decision_id']} supersedes {found[app_id]['supersedes']})."
+    )
+    return found[app_id]["outcome"] == "CLEARED"
 
 
 async def _wait_enrolments(dsn: str, nibs: list[str], version: int) -> None:
@@ -217,7 +249,11 @@ async def _wait_enrolments(dsn: str, nibs: list[str], version: int) -> None:
 
 
 async def _collect_decisions(
-    settings: Settings, bootstrap: list[str], wanted: set[str], since: datetime
+    settings: Settings,
+    bootstrap: list[str],
+    wanted: set[str],
+    since: datetime,
+    accept: Callable[[dict[str, Any]], bool] = lambda _d: True,
 ) -> dict[str, dict[str, Any]]:
     consumer = AIOKafkaConsumer(
         settings.topic_decisions,
@@ -234,7 +270,7 @@ async def _collect_decisions(
             for records in batch.values():
                 for r in records:
                     d = json.loads(r.value)
-                    if datetime.fromisoformat(d["decided_at"]) >= since:
+                    if datetime.fromisoformat(d["decided_at"]) >= since and accept(d):
                         found[d["application_id"]] = d
     finally:
         await consumer.stop()
