@@ -227,7 +227,7 @@ async def _show_redecision(
         f"BLOCKED to {found[app_id]['outcome']} on its own "
         f"(decision {found[app_id]['decision_id']} supersedes {found[app_id]['supersedes']})."
     )
-    return found[app_id]["outcome"] == "CLEARED"
+    return bool(found[app_id]["outcome"] == "CLEARED")
 
 
 async def _wait_enrolments(dsn: str, nibs: list[str], version: int) -> None:

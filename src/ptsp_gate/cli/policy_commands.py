@@ -150,9 +150,8 @@ def _candidate(
     if data is not None and "region" in data:
         policy = _policy(lambda: load_policy_file(path, base=current.national))
         region = str(data["region"])
-        return PolicyBook(national=current.national, regions={**current.regions, region: policy}), (
-            region
-        )
+        book = PolicyBook(national=current.national, regions={**current.regions, region: policy})
+        return book, region
     national = _policy(lambda: load_policy_file(path))
     # Region overrides merge over whichever national policy is in force, so a new national one
     # changes them too: re-merge each region file over the candidate, exactly as loading the

@@ -3,8 +3,9 @@ candidate, and what would change between the two.
 
 Both runs use the same enrolment state and the same clock, so every difference between them is the
 policy's doing; differences between the stored decisions and the current-policy run (data that
-arrived or aged since) are reported apart, as context. Nothing is written and nothing is emitted:
-the whole run is one READ ONLY transaction, and this module never imports a Kafka client.
+arrived or aged since, or a policy deployed since) are reported apart, as context. Nothing is
+written and nothing is emitted: the whole run is one READ ONLY transaction, and this module never
+imports a Kafka client.
 """
 
 from __future__ import annotations
@@ -44,8 +45,7 @@ WITH latest AS (
     ) fd ON true
     ORDER BY a.application_id, a.received_at DESC, fd.seq DESC NULLS LAST, a.event_id DESC
 )
-SELECT l.application_id, l.nib AS application_nib, l.region_code, l.submitted_at,
-       l.payload::text AS payload,
+SELECT l.application_id, l.region_code, l.submitted_at, l.payload::text AS payload,
        s.outcome AS stored_outcome, s.reason_codes AS stored_reason_codes,
        e.nib, e.npwp, e.npp, e.status, e.segment, e.programs, e.workers_enrolled,
        e.arrears_months, e.pds_flags, e.sanction_requested, e.as_of, e.version,
@@ -124,7 +124,8 @@ class _Employer:
 
 @dataclass(slots=True)
 class Simulation:
-    """What a run found; filled one application at a time so any number of them fits."""
+    """What a run found, filled one application at a time: the counters stay small however
+    many applications there are, and only the applications that would change are kept."""
 
     now: datetime
     region: str | None = None
@@ -215,10 +216,10 @@ class Simulation:
             },
             "newly_blocked": _employers(self.newly_blocked, "new_reason_codes"),
             "newly_cleared": _employers(self.newly_cleared, "lifted_reason_codes"),
-            "changes": [c.as_row() for c in self._sorted_changes()],
+            "changes": [c.as_row() for c in self.sorted_changes()],
         }
 
-    def _sorted_changes(self) -> list[Change]:
+    def sorted_changes(self) -> list[Change]:
         return sorted(self.changes, key=lambda c: (c.region_code, c.nib, c.application_id))
 
 
@@ -309,7 +310,7 @@ def render(result: Simulation, fmt: str) -> str:
     if fmt == "csv":
         # One parseable table: the applications that would change. The summary is in the other
         # formats; a spreadsheet wants rows, and the counts follow from them.
-        return to_csv([c.as_row() for c in result._sorted_changes()], CHANGE_COLUMNS)
+        return to_csv([c.as_row() for c in result.sorted_changes()], CHANGE_COLUMNS)
     return _table(result)
 
 
@@ -322,7 +323,8 @@ def _table(result: Simulation) -> str:
         scope.append(f"submitted since {result.since.isoformat()}")
     head = f"Policy simulation over {result.applications} stored application(s)"
     head += f" ({', '.join(scope)})" if scope else " (all regions)"
-    lines = [head, f"as of {result.now.isoformat(timespec='seconds')}; nothing was changed", ""]
+    when = result.now.isoformat(timespec="seconds")
+    lines = [head, f"as of {when}; read only: nothing was written or published", ""]
     for pair in report["policy_versions"]:
         lines.append(
             f"current policy {pair['current']}  ->  candidate {pair['candidate']}"
@@ -340,15 +342,13 @@ def _table(result: Simulation) -> str:
         f"outcome and {changed['reasons_only']} in reasons only.",
     ]
     drift = report["drift"]
-    lines.append(
+    missing = drift["no_stored_decision"]
+    lines += [
         f"Context: {drift['applications']} stored decision(s) differ from a re-run under the "
-        "current policy (enrolment data or time has moved on since they were made)"
-        + (
-            f"; {drift['no_stored_decision']} application(s) have no stored decision."
-            if drift["no_stored_decision"]
-            else "."
-        )
-    )
+        "current policy",
+        "(enrolment data, the clock or the policy in force has moved on since they were made)"
+        + (f"; {missing} application(s) have no stored decision." if missing else "."),
+    ]
     if result.unreadable:
         lines.append(
             f"Skipped: {len(result.unreadable)} stored application(s) no longer readable: "
