@@ -11,13 +11,16 @@ Run by hand (not a test); see bench/README.md. One run, on one machine:
 * phase A (raw baseline, ``--skip-raw`` to leave out): a separate process consumes those N records
   in batches and re-produces each one to another topic, committing offsets per batch;
 * phase B (throughput): ``ptsp-gate run permit-checker`` starts on the same N records (already
-  waiting in the topic); decisions/s from the first decision published to the last;
+  waiting in the topic); decisions/s from the first decision published to the last. With
+  ``--instances N`` (N > 1), N service processes share one consumer group: they are started on an
+  input topic with nothing new for them, and the N events are produced again only once every
+  instance is ready and holds its share of the partitions (no rebalance inside the window);
 * phase C (latency, ``--skip-latency`` to leave out): with the service caught up, events at a
   fixed rate for ``--latency-seconds``; the latency of one event is its decision's CreateTime on
   the decisions topic minus its ce_time (= its send time). A plain consumer on the input topic
   measures the floor the broker alone imposes;
-* the service gets SIGTERM and must exit 0; a report is printed and saved as JSON under
-  bench/results/ (the processes' logs next to it).
+* the service (every instance, all at once) gets SIGTERM and must exit 0; a report is printed
+  and saved as JSON under bench/results/ (the processes' logs next to it).
 
 Every process it starts is stopped again on exit, Ctrl-C or SIGTERM; all traffic is on 127.0.0.1.
 """
@@ -32,6 +35,7 @@ import math
 import os
 import platform
 import random
+import re
 import resource
 import signal
 import socket
@@ -41,7 +45,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +71,11 @@ GOAL_RATIO = 0.5  # ptsp-gate rate / raw pipe rate
 
 BROKER_START_TIMEOUT_S = 30.0
 SERVICE_READY_TIMEOUT_S = 60.0
+# --instances: when the instances have not formed their group this long after their start (it
+# takes about 9 s on the embedded broker), they are all started again in a new group, at most
+# GROUP_ATTEMPTS times in all. See Run.form_group.
+GROUP_FORM_S = 25.0
+GROUP_ATTEMPTS = 8
 STALL_TIMEOUT_S = 60.0  # no new decision (or raw-pipe progress) for this long: give up
 STOP_TIMEOUT_S = 45.0  # SIGTERM to exit, for the service (its graceful timeout is 20 s) and broker
 DRAIN_TIMEOUT_S = 60.0  # phase C: after the last event is sent, all its decisions must be in
@@ -122,12 +131,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--skip-raw", action="store_true", help="leave out phase A")
     p.add_argument("--skip-latency", action="store_true", help="leave out phase C")
-    p.add_argument("--port", type=int, default=0, help="service HTTP port (default: a free one)")
+    p.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="permit-checker processes in phases B and C, all in one consumer group (at most "
+        "--partitions)",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        help="service HTTP port; instance i gets port + i (default: free ones)",
+    )
     p.add_argument(
         "--profile",
         metavar="FILE",
-        help="run the service under cProfile and write its stats to FILE (slows it down: "
-        "the figures of such a run are not the service's throughput)",
+        help="run the service (instance 0 only) under cProfile and write its stats to FILE "
+        "(slows it down: the figures of such a run are not the service's throughput)",
     )
     p.add_argument("--seed", type=int, default=20_260_101, help="seed of the event mix")
     # Internal: the raw pipe runs as a child process of the bench.
@@ -142,6 +163,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--events must be at least 1")
     if not 1 <= args.partitions <= 64:
         p.error("--partitions must be between 1 and 64")
+    if not 1 <= args.instances <= args.partitions:
+        # An instance without a partition would idle, and the bench could not tell it from one
+        # that has not joined the group yet.
+        p.error("--instances must be between 1 and --partitions")
+    if args.port and not 1 <= args.port <= 65_535 - args.instances + 1:
+        p.error("--port + --instances - 1 must be a port number")
     if args.batch is not None and not 1 <= args.batch <= 10_000:
         p.error("--batch must be between 1 and 10000")
     if not 1 <= args.employers <= 999_999:
@@ -184,6 +211,8 @@ class Child:
         self.name = name
         self.log_path = log_path
         self._log = log_path.open("wb")
+        self.terminated_at: float | None = None  # monotonic time of the SIGTERM
+        self.exited_at: float | None = None  # monotonic time its exit was first seen
         self.popen = subprocess.Popen(
             argv,
             env=env,
@@ -197,8 +226,14 @@ class Child:
     def pid(self) -> int:
         return self.popen.pid
 
+    def poll(self) -> int | None:
+        code = self.popen.poll()
+        if code is not None and self.exited_at is None:
+            self.exited_at = time.monotonic()
+        return code
+
     def alive(self) -> bool:
-        return self.popen.poll() is None
+        return self.poll() is None
 
     def cpu(self) -> float | None:
         return cpu_seconds(self.pid)
@@ -210,25 +245,74 @@ class Child:
             return "(no log)"
         return "\n".join(text[-lines:]) or "(no output)"
 
-    def stop(self, timeout: float = STOP_TIMEOUT_S) -> tuple[int, float]:
-        """SIGTERM, wait, SIGKILL if needed; returns (exit code, seconds it took)."""
-        started = time.monotonic()
-        if self.popen.poll() is None:
+    def terminate(self) -> None:
+        """SIGTERM, once (a second one makes uvicorn give up its graceful shutdown)."""
+        if self.terminated_at is None and self.alive():
+            self.terminated_at = time.monotonic()
             self.popen.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> tuple[int, float]:
+        """SIGTERM (unless sent already), wait until `timeout` after it, SIGKILL if needed;
+        returns (exit code, seconds from the SIGTERM to the exit)."""
+        self.terminate()
+        if self.alive():
+            assert self.terminated_at is not None
             try:
-                self.popen.wait(timeout)
+                self.popen.wait(max(0.0, self.terminated_at + timeout - time.monotonic()))
             except subprocess.TimeoutExpired:
                 say(f"{self.name} did not stop within {timeout:.0f} s of SIGTERM; killing it")
                 self.popen.kill()
                 self.popen.wait(10)
+            self.poll()
         self._log.close()
-        return self.popen.returncode, time.monotonic() - started
+        assert self.exited_at is not None
+        return self.popen.returncode, self.exited_at - (self.terminated_at or self.exited_at)
+
+
+def stop_together(
+    children: Sequence[Child], timeout: float = STOP_TIMEOUT_S
+) -> list[tuple[int, float]]:
+    """SIGTERM to all at once (service instances stopped one by one would hand their partitions
+    to the others in a rebalance), then wait for all; (exit code, seconds) of each."""
+    for child in children:
+        child.terminate()
+    deadline = time.monotonic() + timeout
+    while any(child.alive() for child in children) and time.monotonic() < deadline:
+        time.sleep(0.02)  # poll all, so that each one's exit time is seen when it happens
+    return [child.stop(timeout) for child in children]
+
+
+def check_alive(children: Sequence[Child]) -> None:
+    """A BenchError with the log tail of the first child that has exited."""
+    for child in children:
+        if not child.alive():
+            raise BenchError(
+                f"{child.name} exited with code {child.popen.returncode}:\n{child.tail()}"
+            )
+
+
+def tails(children: Sequence[Child], lines: int = 5) -> str:
+    if len(children) == 1:
+        return children[0].tail(lines)
+    return "\n".join(f"--- {child.name}:\n{child.tail(lines)}" for child in children)
 
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def service_ports(first: int, instances: int) -> list[int]:
+    """`first`, `first` + 1, ... or, when `first` is 0, distinct free ports."""
+    if first:
+        return [first + i for i in range(instances)]
+    ports: list[int] = []
+    while len(ports) < instances:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 def http_ok(url: str) -> bool:
@@ -245,6 +329,7 @@ SCRAPED = {
     "batches": "faststream_received_processed_messages_duration_seconds_count",
     "handler_s": "faststream_received_processed_messages_duration_seconds_sum",
     "retries": "ptsp_gate_transient_failures_total",
+    "published": "ptsp_gate_outbox_published_total",
 }
 
 
@@ -262,15 +347,51 @@ def scrape(port: int) -> dict[str, float]:
     return totals
 
 
+def scrape_all(ports: Sequence[int]) -> list[dict[str, float]]:
+    """One scrape per instance."""
+    return [scrape(port) for port in ports]
+
+
+def summed(scrapes: Sequence[dict[str, float]]) -> dict[str, float]:
+    return {key: sum(one.get(key, 0.0) for one in scrapes) for key in SCRAPED}
+
+
 def consumer_batches(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     """What the service's consumer did between two scrapes: batches, mean size, mean handling."""
     d = {k: after[k] - before.get(k, 0.0) for k in after}
     return {
+        "records": d["records"],
         "batches": d["batches"],
         "mean_records": d["records"] / d["batches"] if d["batches"] else 0.0,
         "mean_handler_ms": 1000 * d["handler_s"] / d["batches"] if d["batches"] else 0.0,
         "retries": d["retries"],
+        "published": d["published"],
     }
+
+
+# FastStream logs every assignment its consumer gets (not the revocations):
+#   Consumer <member id> assigned to partitions: (TopicPartition(topic='t', partition=3), ...)
+ASSIGNED_LINE = "assigned to partitions:"
+
+
+def assignments(log_path: Path, topic: str) -> list[frozenset[int]]:
+    """The partitions of `topic` in each assignment a service instance logged, oldest first."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return []
+    pattern = re.compile(r"topic='" + re.escape(topic) + r"', partition=(\d+)\)")
+    return [
+        frozenset(int(n) for n in pattern.findall(line))
+        for line in text.splitlines()
+        if ASSIGNED_LINE in line
+    ]
+
+
+def latest_assignment(log_path: Path, topic: str) -> frozenset[int] | None:
+    """The partitions an instance holds now, as far as its log says (None: none logged yet)."""
+    logged = assignments(log_path, topic)
+    return logged[-1] if logged else None
 
 
 def read_bootstrap_file(path: Path) -> str | None:
@@ -603,13 +724,15 @@ async def wait_for_decisions(
     collector: DecisionCollector,
     phase: str,
     expected: int,
-    service: Child,
+    services: Sequence[Child],
     *,
     timeout: float,
     on_first: Callable[[], Any] | None = None,
+    check: Callable[[], None] | None = None,
 ) -> None:
-    """Until `expected` decisions of the phase are in; fails on a stall, a timeout or the service
-    exiting. `on_first` runs (awaited) as soon as the first decision is seen."""
+    """Until `expected` decisions of the phase are in; fails on a stall, a timeout or any service
+    instance exiting. `on_first` runs (awaited) as soon as the first decision is seen; `check`
+    (raising what went wrong) on every round."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     stats = collector.phase(phase)
@@ -617,17 +740,16 @@ async def wait_for_decisions(
     first_done = on_first is None
     while stats.received < expected:
         collector.check()
-        if not service.alive():
-            raise BenchError(
-                f"the service exited with code {service.popen.returncode}:\n{service.tail()}"
-            )
+        check_alive(services)
+        if check is not None:
+            check()
         now = loop.time()
         if stats.received != last_count:
             last_count, last_change = stats.received, now
         if now - last_change > STALL_TIMEOUT_S:
             raise BenchError(
                 f"phase {phase}: no new decision for {STALL_TIMEOUT_S:.0f} s "
-                f"({stats.received} of {expected}); service log:\n{service.tail()}"
+                f"({stats.received} of {expected}); service log:\n{tails(services)}"
             )
         if now > deadline:
             raise BenchError(
@@ -676,7 +798,9 @@ def start_broker(env: dict[str, str], partitions: int, workdir: Path, logs: Path
     )
 
 
-def start_service(env: dict[str, str], port: int, profile: str | None, logs: Path) -> Child:
+def start_service(
+    env: dict[str, str], port: int, profile: str | None, logs: Path, name: str = "permit-checker"
+) -> Child:
     python = [sys.executable]
     if profile:
         python += ["-m", "cProfile", "-o", str(Path(profile).resolve())]
@@ -691,7 +815,7 @@ def start_service(env: dict[str, str], port: int, profile: str | None, logs: Pat
         "--host",
         "127.0.0.1",
     ]
-    return Child("permit-checker", argv, env, logs / "permit-checker.log")
+    return Child(name, argv, env, logs / f"{name}.log")
 
 
 def start_raw_pipe(
@@ -769,25 +893,59 @@ async def within(seconds: float, what: str) -> AsyncIterator[None]:
 
 
 async def wait_until(
-    check: Callable[[], Any], timeout: float, what: str, child: Child | None = None
+    check: Callable[[], Any],
+    timeout: float,
+    what: str,
+    child: Child | Sequence[Child] = (),
+    state: Callable[[], str] | None = None,
 ) -> Any:
+    """Until `check` (run in a thread) returns something true; fails when a watched child exits
+    or after `timeout` (saying what `state` returns, if given)."""
+    children = [child] if isinstance(child, Child) else list(child)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         result = await asyncio.to_thread(check)
         if result:
             return result
-        if child is not None and not child.alive():
-            raise BenchError(f"{child.name} exited ({child.popen.returncode}):\n{child.tail()}")
+        for c in children:
+            if not c.alive():
+                raise BenchError(f"{c.name} exited ({c.popen.returncode}):\n{c.tail()}")
         if loop.time() > deadline:
-            raise BenchError(f"{what} not within {timeout:.0f} s")
+            raise BenchError(
+                f"{what} not within {timeout:.0f} s" + (f": {state()}" if state else "")
+            )
         await asyncio.sleep(0.1)
+
+
+async def commit_end_offsets(bootstrap: list[str], topic: str, group: str, partitions: int) -> None:
+    """Commit the topic's current end offsets for `group` (which has no member yet): its consumers
+    then start after every record already in the topic."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.commit(await consumer.end_offsets(tps))
+    finally:
+        await consumer.stop()
 
 
 async def preload(
     bootstrap: list[str], topic: str, events: list[Event], partitions: int
-) -> tuple[float, int]:
-    """Produce the events (gzip, see PRELOAD_COMPRESSION) and check the broker kept them all."""
+) -> tuple[float, float, int]:
+    """Produce the events (gzip, see PRELOAD_COMPRESSION) and check the broker kept them all
+    (records already in the topic may go: nobody reads them again). Returns when production
+    started (time.monotonic()), how long it took and how many partitions got events."""
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        before = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
@@ -811,17 +969,17 @@ async def preload(
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
         begin = await consumer.beginning_offsets(tps)
         end = await consumer.end_offsets(tps)
     finally:
         await consumer.stop()
-    if any(begin.values()) or sum(end.values()) != len(events):
+    kept = sum(max(0, end[tp] - max(begin[tp], before[tp])) for tp in tps)
+    if kept != len(events) or sum(end[tp] - before[tp] for tp in tps) != len(events):
         raise BenchError(
-            f"the broker kept {sum(end.values()) - sum(begin.values())} of {len(events)} records "
+            f"the broker kept {kept} of {len(events)} records "
             "(its retention is about 5 MiB per partition): use more --partitions or fewer --events"
         )
-    return elapsed, sum(1 for v in end.values() if v)
+    return started, elapsed, sum(1 for tp in tps if end[tp] > before[tp])
 
 
 # --------------------------------------------------------------------------------------------
@@ -863,16 +1021,68 @@ def _batches(c: dict[str, float] | None) -> str:
     )
 
 
+def _per_instance(values: list[float], fmt: str) -> str:
+    return " + ".join(format(v, fmt) for v in values)
+
+
+def _group_lines(r: dict[str, Any]) -> list[str]:
+    """With several instances: how the group split the partitions and the work."""
+    grp, b = r.get("group"), r["phase_b"]
+    if not grp:
+        return []
+    per = b.get("consumer_instances") or []
+    rebalanced = [p for p in ("b", "c") if grp.get(f"rebalanced_in_{p}")]
+    lines = [
+        f"group       {grp['instances']} instances, partitions "
+        + " / ".join(",".join(map(str, ps)) for ps in grp["partitions"])
+        + "; records in B "
+        + " / ".join(f"{one['records']:,.0f}" for one in per)
+        + "; decisions published (outbox relay) "
+        + " / ".join(f"{one['published']:,.0f}" for one in per)
+        + "; "
+        + (
+            "REBALANCED during phase " + " and ".join(p.upper() for p in rebalanced)
+            if rebalanced
+            else "no rebalance during the phases"
+        )
+        + (
+            f"; formed at attempt {grp['failed_attempts_to_form'] + 1} (see README)"
+            if grp.get("failed_attempts_to_form")
+            else ""
+        )
+    ]
+    produced = b.get("produced")
+    if produced:
+        lines.append(
+            f"produced B  {r['setup']['events']:,} events in {produced['seconds']:.1f} s once all "
+            f"instances held their partitions; first decision after "
+            f"{produced['first_decision_after_s']:.1f} s, production overlaps the window's first "
+            f"{produced['overlap_with_window_s']:.1f} s"
+        )
+    return lines
+
+
 def render(r: dict[str, Any]) -> str:
     m, s, b, c = r["machine"], r["setup"], r["phase_b"], r.get("phase_c")
     raw = r.get("phase_a")
     g = r["goals"]
+    instances = s.get("instances", 1)
+    several = instances > 1
+    profiled = (
+        f"  [instance 0 of {instances} under cProfile: not a throughput figure]"
+        if several
+        else "  [service under cProfile: not a throughput figure]"
+    )
+    cores = f"{b['service_cores']:.2f} cores"
+    if several:
+        cores += ": " + _per_instance(b["instances_cores"], ".2f")
     lines = [
         f"ptsp-gate permit-checker benchmark  {r['started_at']}"
-        + ("  [service under cProfile: not a throughput figure]" if s["profiled"] else ""),
+        + (profiled if s["profiled"] else ""),
         f"machine     {m['nproc']} CPUs, Python {m['python']}, {m['platform']}",
-        f"setup       N={s['events']:,} events, {s['partitions']} partitions, batch "
-        f"{s['batch']}, {s['employers']:,} employers, PostgreSQL {s['postgres']}",
+        f"setup       N={s['events']:,} events, {s['partitions']} partitions, {instances} "
+        f"{'instances' if several else 'instance'}, batch {s['batch']}, "
+        f"{s['employers']:,} employers, PostgreSQL {s['postgres']}",
         "raw pipe    "
         + (
             f"{raw['rate']:>9,.0f} rec/s   ({raw['seconds']:.2f} s, cpu {raw['cpu_s']:.1f} s)"
@@ -882,15 +1092,20 @@ def render(r: dict[str, Any]) -> str:
         f"ptsp-gate   {b['rate']:>9,.0f} dec/s   ({b['seconds']:.2f} s first→last decision"
         + _batches(b.get("consumer"))
         + ")",
-        f"cpu B       service {_cpu(b['service_cpu_s'])} ({b['service_cores']:.2f} cores), "
+        f"cpu B       service {_cpu(b['service_cpu_s'])} ({cores}), "
         f"postgres {_cpu(b['postgres_cpu_s'])}, broker {_cpu(b['broker_cpu_s'])}, "
         f"bench {_cpu(b['bench_cpu_s'])}, over {b['cpu_window_s']:.1f} s",
+        *_group_lines(r),
         "ratio       " + (f"{r['ratio']:.2f} (ptsp-gate / raw pipe)" if r.get("ratio") else "n/a"),
         f"goals       ≥{GOAL_RATE:,} decisions/s: {g['rate']}   ratio ≥ {GOAL_RATIO}: {g['ratio']}",
         "outcomes    " + ", ".join(f"{k} {v:,}" for k, v in sorted(r["outcomes"].items())),
         "latency B   "
         + _fmt_lat(b["latency_ms"], ("p50", "p99", "max"))
-        + "   (N queued before the start: mostly waiting behind the backlog)",
+        + (
+            "   (N produced at once after the instances joined: mostly waiting behind the backlog)"
+            if several
+            else "   (N queued before the start: mostly waiting behind the backlog)"
+        ),
     ]
     if c:
         lines.append(
@@ -910,10 +1125,24 @@ def render(r: dict[str, Any]) -> str:
                 f"{_fmt_ms(c['median_first_third_ms'])}, last third "
                 f"{_fmt_ms(c['median_last_third_ms'])})"
             )
-    exit_code = r["service_exit"]["code"]
+    if r.get("duplicates"):
+        lines.append(f"duplicates  {r['duplicates']:,} decisions seen twice on the topic")
+    stop = r["service_exit"]
+    exit_code = stop["code"]
+    verdict = "PASS" if exit_code == 0 else "FAIL"
+    if several:
+        codes = ", ".join(str(one["code"]) for one in stop["instances"])
+        shutdown = (
+            f"shutdown    {instances} instances exit {codes} after SIGTERM "
+            f"(slowest {stop['seconds']:.1f} s): {verdict}"
+        )
+    else:
+        shutdown = (
+            f"shutdown    service exit {exit_code} after SIGTERM "
+            f"({stop['seconds']:.1f} s): {verdict}"
+        )
     lines += [
-        f"shutdown    service exit {exit_code} after SIGTERM "
-        f"({r['service_exit']['seconds']:.1f} s): {'PASS' if exit_code == 0 else 'FAIL'}",
+        shutdown,
         f"results     {r['results_file']}  (logs: {r['logs']})",
     ]
     return "\n".join(lines)
@@ -933,10 +1162,13 @@ class Run:
         self.topics = Topics(f"bench-{uuid.uuid4().hex[:6]}")
         self.env = {**os.environ, **self.topics.env()}
         self.children: list[Child] = []
+        self.services: list[Child] = []  # the permit-checker instances, also in `children`
         self.result: dict[str, Any] = {}
         self.bootstrap: list[str] = []
 
     def stop_children(self) -> None:
+        # The service instances first and together, then the rest (the broker last).
+        stop_together([s for s in self.services if s.alive()])
         for child in reversed(self.children):
             if child.alive():
                 child.stop()
@@ -944,6 +1176,15 @@ class Run:
     def start(self, child: Child) -> Child:
         self.children.append(child)
         return child
+
+    def start_service(self, env: dict[str, str], port: int, index: int) -> Child:
+        """Instance `index`; only instance 0 runs under cProfile (with --profile)."""
+        args = self.args
+        name = "permit-checker" if args.instances == 1 else f"permit-checker-{index}"
+        profile = args.profile if index == 0 else None
+        service = self.start(start_service(env, port, profile, self.logs, name))
+        self.services.append(service)
+        return service
 
     async def start_broker(self) -> Child:
         broker = self.start(start_broker(self.env, self.args.partitions, self.workdir, self.logs))
@@ -957,29 +1198,47 @@ class Run:
         say(f"broker at {text} (pid {broker.pid}), topics {self.topics.prefix}.*")
         return broker
 
+    def build_events(self) -> list[Event]:
+        """The N phase-B events; the same seed gives the same ones (but ce_time = now)."""
+        rng = random.Random(self.args.seed)
+        return [make_event(rng, self.args.employers, i, "B") for i in range(self.args.events)]
+
+    async def produce(self, events: list[Event]) -> tuple[float, float, int]:
+        async with within(SETUP_TIMEOUT_S + len(events) / 1000, "producing the events"):
+            return await preload(
+                self.bootstrap, self.topics.applications, events, self.args.partitions
+            )
+
     async def phases(self, conn: asyncpg.Connection, dsn: str) -> None:
         args = self.args
+        instances = args.instances
         broker = await self.start_broker()
 
-        # The N events, produced once: phases A and B both read them from the same topic.
-        rng = random.Random(args.seed)
-        events = [make_event(rng, args.employers, i, "B") for i in range(args.events)]
-        async with within(SETUP_TIMEOUT_S + args.events / 1000, "producing the events"):
-            seconds, used = await preload(
-                self.bootstrap, self.topics.applications, events, args.partitions
-            )
-        say(f"{args.events:,} events produced in {seconds:.1f} s to {used} partitions")
+        # One instance: the N events are produced once, before anything else, and phases A and
+        # B both read them from the topic. Several: phase B must not find them waiting, or the
+        # first instance to join the group would take every partition and the rebalance as the
+        # others join would fall inside the measured window. Then the instances start with the
+        # group's offsets committed at the end of the topic (after phase A's copy), and the
+        # events are built again (same seed, fresh ce_time) and produced once every instance
+        # is ready and holds its share of the partitions.
+        events: list[Event] = []
+        after_b_counts: list[int] = []
+        if instances == 1 or not args.skip_raw:
+            events = self.build_events()
+            _, seconds, used = await self.produce(events)
+            say(f"{args.events:,} events produced in {seconds:.1f} s to {used} partitions")
 
         if not args.skip_raw:
             self.result["phase_a"] = await self.phase_a()
 
         collector = DecisionCollector(self.bootstrap, self.topics.decisions, args.partitions)
-        for _key, _headers, _value, app_id, ce_ms in events:
-            collector.expect(app_id, ce_ms)
+        if instances == 1:
+            for _key, _headers, _value, app_id, ce_ms in events:
+                collector.expect(app_id, ce_ms)
         async with within(SETUP_TIMEOUT_S, "starting the decisions consumer"):
             await collector.start()
         try:
-            port = args.port or free_port()
+            ports = service_ports(args.port, instances)
             service_env = {
                 **self.env,
                 "KAFKA_BOOTSTRAP_SERVERS": ",".join(self.bootstrap),
@@ -992,17 +1251,51 @@ class Run:
             self.result["service_settings"] = {
                 k: v for k, v in sorted(service_env.items()) if k.startswith("PTSP_GATE_")
             }
-            say(f"phase B: the permit-checker on {args.events:,} waiting events (port {port})")
-            service = self.start(start_service(service_env, port, args.profile, self.logs))
-            phase_b = await self.phase_b(collector, service, broker, conn)
+            if instances == 1:
+                say(
+                    f"phase B: the permit-checker on {args.events:,} waiting events "
+                    f"(port {ports[0]})"
+                )
+                services = [self.start_service(service_env, ports[0], 0)]
+                phase_b = await self.phase_b(collector, services, broker, conn)
+            else:
+                say(
+                    f"phase B: {instances} permit-checker instances (ports "
+                    f"{', '.join(map(str, ports))}), group {self.topics.service_group}"
+                )
+                if args.profile:
+                    say("--profile: instance 0 runs under cProfile, the others do not")
+                services, held, retries, group = await self.form_group(service_env, ports)
+                self.result["service_settings"]["PTSP_GATE_GROUP_PERMIT_CHECKER"] = group
+                joined = self.assignment_counts(services)
+                say(
+                    f"phase B: all {instances} instances ready, partitions "
+                    + " / ".join(",".join(map(str, sorted(h))) for h in held)
+                    + f"; producing {args.events:,} events"
+                )
+                events = self.build_events()
+                for _key, _headers, _value, app_id, ce_ms in events:
+                    collector.expect(app_id, ce_ms)
+                phase_b = await self.phase_b(
+                    collector, services, broker, conn, produce=lambda: self.produce(events)
+                )
+                after_b_counts = self.assignment_counts(services)
+                self.result["group"] = {
+                    "instances": instances,
+                    "partitions": [sorted(h) for h in held],
+                    "name": group,
+                    "failed_attempts_to_form": retries,
+                    "rebalanced_in_b": after_b_counts != joined,
+                }
             await wait_until(
-                lambda: http_ok(f"http://127.0.0.1:{port}/ready"),
+                lambda: all(http_ok(f"http://127.0.0.1:{port}/ready") for port in ports),
                 SERVICE_READY_TIMEOUT_S,
                 "the service's /ready",
-                service,
+                services,
             )
-            after_b = await asyncio.to_thread(scrape, port)
-            phase_b["consumer"] = consumer_batches({}, after_b)
+            after_b = await asyncio.to_thread(scrape_all, ports)
+            phase_b["consumer"] = consumer_batches({}, summed(after_b))
+            phase_b["consumer_instances"] = [consumer_batches({}, one) for one in after_b]
             self.result["phase_b"] = phase_b
             say(f"phase B: {phase_b['rate']:,.0f} decisions/s")
 
@@ -1013,24 +1306,119 @@ class Run:
                 async with within(SETUP_TIMEOUT_S, "starting the delivery-floor consumer"):
                     await floor.start()
                 try:
-                    phase_c = await self.phase_c(collector, service, rate)
+                    phase_c = await self.phase_c(collector, services, rate)
                 finally:
                     await floor.stop()
                 phase_c["broker_floor_ms"] = percentiles(floor.latencies_ms)
-                phase_c["consumer"] = consumer_batches(
-                    after_b, await asyncio.to_thread(scrape, port)
-                )
+                after_c = await asyncio.to_thread(scrape_all, ports)
+                phase_c["consumer"] = consumer_batches(summed(after_b), summed(after_c))
+                phase_c["consumer_instances"] = [
+                    consumer_batches(before, after)
+                    for before, after in zip(after_b, after_c, strict=True)
+                ]
                 self.result["phase_c"] = phase_c
+                if "group" in self.result:
+                    self.result["group"]["rebalanced_in_c"] = (
+                        self.assignment_counts(services) != after_b_counts
+                    )
 
-            # The service must drain and exit 0 on SIGTERM.
-            code, took = service.stop()
-            self.result["service_exit"] = {"code": code, "seconds": took}
+            # Every instance must drain and exit 0 on SIGTERM (all signalled at once).
+            stopped = stop_together(services)
+            self.result["service_exit"] = {
+                "code": next((code for code, _ in stopped if code != 0), 0),
+                "seconds": max(took for _, took in stopped),
+                "instances": [{"code": code, "seconds": took} for code, took in stopped],
+            }
             self.result["duplicates"] = collector.duplicates
             self.result["unmatched_decisions"] = collector.unmatched
         finally:
             await collector.stop()
         if args.profile:
-            say(f"cProfile stats of the service: {args.profile}")
+            say(
+                f"cProfile stats of the service{'' if instances == 1 else ' (instance 0)'}: "
+                f"{args.profile}"
+            )
+
+    def assignment_counts(self, services: Sequence[Child]) -> list[int]:
+        """How many assignments each instance has logged so far (a new one: a rebalance)."""
+        return [len(assignments(s.log_path, self.topics.applications)) for s in services]
+
+    async def form_group(
+        self, env: dict[str, str], ports: Sequence[int]
+    ) -> tuple[list[Child], list[frozenset[int]], int, str]:
+        """Start the instances together and wait until every one answers /ready with 200 and the
+        partitions their latest logged assignments hold are all of the topic's, each exactly once
+        (no member still waiting for the rebalance its arrival started, none holding partitions
+        it is about to lose). Returns the instances, their partitions, the failed attempts and
+        the group's name.
+
+        The embedded broker's group coordinator fails a member's SyncGroup when the leader's
+        arrives first (see README): that member's consumer never starts, although its process
+        stays up and ready. When the group has not formed GROUP_FORM_S after the start, all
+        instances are stopped and started again, in a new group (so that no member of the
+        failed round is left in it), at most GROUP_ATTEMPTS times in all."""
+        args = self.args
+        topic = self.topics.applications
+        every = frozenset(range(args.partitions))
+        services: list[Child] = []
+
+        def look() -> tuple[list[bool], list[frozenset[int] | None]]:
+            ready = [http_ok(f"http://127.0.0.1:{port}/ready") for port in ports]
+            return ready, [latest_assignment(s.log_path, topic) for s in services]
+
+        def state(ready: list[bool], held: list[frozenset[int] | None]) -> str:
+            return "; ".join(
+                f"{s.name} {'ready' if r else 'not ready'}, partitions "
+                + (
+                    "none logged; its log ends:\n"
+                    + "\n".join(line[:300] for line in s.tail(3).splitlines())
+                    + "\n"
+                    if h is None
+                    else ",".join(map(str, sorted(h))) or "none"
+                )
+                for s, r, h in zip(services, ready, held, strict=True)
+            )
+
+        failed = ""
+        for attempt in range(1, GROUP_ATTEMPTS + 1):
+            group = self.topics.service_group
+            if attempt > 1:
+                group += f".{attempt}"
+            async with within(SETUP_TIMEOUT_S, "committing the group's offsets"):
+                await commit_end_offsets(self.bootstrap, topic, group, args.partitions)
+            group_env = {**env, "PTSP_GATE_GROUP_PERMIT_CHECKER": group}
+            services = [self.start_service(group_env, port, i) for i, port in enumerate(ports)]
+            started = time.monotonic()
+            while True:
+                check_alive(services)
+                ready, held = await asyncio.to_thread(look)
+                got = [h for h in held if h]
+                if (
+                    all(ready)
+                    and len(got) == len(held)
+                    and sum(map(len, got)) == len(every)
+                    and frozenset().union(*got) == every
+                ):
+                    return services, got, attempt - 1, group
+                if time.monotonic() - started > GROUP_FORM_S:
+                    break
+                await asyncio.sleep(0.1)
+            failed = state(ready, held)
+            say(
+                f"the {len(services)} instances did not form a group within "
+                f"{GROUP_FORM_S:.0f} s (attempt {attempt} of {GROUP_ATTEMPTS}; the embedded "
+                "broker's group coordinator, see README)"
+                + ("; starting them again in a new group" if attempt < GROUP_ATTEMPTS else "")
+            )
+            await asyncio.to_thread(stop_together, services)
+            for old in services:
+                self.services.remove(old)
+                with contextlib.suppress(OSError):
+                    old.log_path.rename(old.log_path.with_name(f"{old.name}.failed-{attempt}.log"))
+        raise BenchError(
+            f"the instances did not form a group in {GROUP_ATTEMPTS} attempts; the last one: "
+            + failed
+        )
 
     async def phase_a(self) -> dict[str, Any]:
         """The raw aiokafka pipe, in its own process, on the same N records."""
@@ -1048,15 +1436,21 @@ class Run:
         return figures
 
     async def phase_b(
-        self, collector: DecisionCollector, service: Child, broker: Child, conn: asyncpg.Connection
+        self,
+        collector: DecisionCollector,
+        services: Sequence[Child],
+        broker: Child,
+        conn: asyncpg.Connection,
+        produce: Callable[[], Coroutine[Any, Any, tuple[float, float, int]]] | None = None,
     ) -> dict[str, Any]:
-        """Decisions/s on the backlog, from the first decision published to the last."""
+        """Decisions/s on the backlog, from the first decision published to the last. With
+        `produce`, the events are produced now (the services are already running)."""
         pg_cpu = PostgresCpu(conn)
         snaps: dict[str, dict[str, Any]] = {}
 
         async def snapshot(name: str) -> None:
             snaps[name] = {
-                "service": service.cpu(),
+                "service": [s.cpu() for s in services],
                 "broker": broker.cpu(),
                 "postgres": await pg_cpu.snapshot(),
                 "bench": _self_cpu(),
@@ -1064,23 +1458,45 @@ class Run:
             }
 
         spawned = time.monotonic()
-        await wait_for_decisions(
-            collector,
-            "B",
-            self.args.events,
-            service,
-            timeout=max(180.0, self.args.events / 100),
-            on_first=lambda: snapshot("first"),
-        )
-        await snapshot("last")
+        producing = asyncio.create_task(produce(), name="produce") if produce else None
+
+        def produced_ok() -> None:
+            if producing is None or not producing.done() or producing.cancelled():
+                return
+            exc = producing.exception()
+            if isinstance(exc, BenchError):
+                raise exc
+            if exc is not None:
+                raise BenchError(f"producing phase B's events: {exc!r}") from exc
+
+        try:
+            await wait_for_decisions(
+                collector,
+                "B",
+                self.args.events,
+                services,
+                timeout=max(180.0, self.args.events / 100),
+                on_first=lambda: snapshot("first"),
+                check=produced_ok,
+            )
+            await snapshot("last")
+            produced = await producing if producing is not None else None
+        finally:
+            if producing is not None and not producing.done():
+                producing.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await producing
         stats = collector.phase("B")
         assert stats.first_ms is not None
         assert stats.last_ms is not None
         span = max(stats.last_ms - stats.first_ms, 1) / 1000
         first, last = snaps["first"], snaps["last"]
         wall = last["wall"] - first["wall"]
-        service_cpu = _delta(first["service"], last["service"])
-        return {
+        per_instance = [
+            _delta(a, b) for a, b in zip(first["service"], last["service"], strict=True)
+        ]
+        service_cpu = None if None in per_instance else sum(c or 0.0 for c in per_instance)
+        figures = {
             "decisions": stats.received,
             "seconds": span,
             "rate": stats.received / span,
@@ -1088,14 +1504,29 @@ class Run:
             "cpu_window_s": wall,
             "service_cpu_s": service_cpu,
             "service_cores": (service_cpu or 0.0) / wall if wall > 0 else 0.0,
+            "instances_cpu_s": per_instance,
+            "instances_cores": [(c or 0.0) / wall if wall > 0 else 0.0 for c in per_instance],
             "postgres_cpu_s": PostgresCpu.delta(first["postgres"], last["postgres"]),
             "broker_cpu_s": _delta(first["broker"], last["broker"]),
             "bench_cpu_s": last["bench"] - first["bench"],
             "latency_ms": percentiles(stats.latencies_ms),
         }
+        if produced is not None:
+            # The services ran before the events were produced: this span is from the start of
+            # production, which may overlap the window's start (the bench's CPU too).
+            began, took, used = produced
+            del figures["spawn_to_last_decision_s"]
+            figures["produce_to_last_decision_s"] = last["wall"] - began
+            figures["produced"] = {
+                "seconds": took,
+                "partitions": used,
+                "first_decision_after_s": first["wall"] - began,
+                "overlap_with_window_s": max(0.0, began + took - first["wall"]),
+            }
+        return figures
 
     async def phase_c(
-        self, collector: DecisionCollector, service: Child, rate: float
+        self, collector: DecisionCollector, services: Sequence[Child], rate: float
     ) -> dict[str, Any]:
         """Events at a fixed rate, ce_time = send time; latency = decision CreateTime − ce_time.
 
@@ -1117,8 +1548,7 @@ class Run:
             ticks = 0
             while sent < total:
                 collector.check()
-                if not service.alive():
-                    raise BenchError(f"the service exited:\n{service.tail()}")
+                check_alive(services)
                 due = min(total, int((loop.time() - started) * rate) + 1)
                 while sent < due:
                     key, headers, value, app_id, ce_ms = make_event(
@@ -1138,7 +1568,7 @@ class Run:
                 await asyncio.gather(*futures)
         finally:
             await producer.stop()
-        await wait_for_decisions(collector, "C", total, service, timeout=DRAIN_TIMEOUT_S)
+        await wait_for_decisions(collector, "C", total, services, timeout=DRAIN_TIMEOUT_S)
         stats = collector.phase("C")
         drift = stats.drift()
         return {
@@ -1201,6 +1631,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 result["setup"] = {
                     "events": args.events,
                     "partitions": args.partitions,
+                    "instances": args.instances,
                     "batch": args.batch or Settings().batch_max_records,
                     "employers": args.employers,
                     "enrolment_records": loaded,

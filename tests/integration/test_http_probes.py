@@ -58,6 +58,14 @@ async def test_probes_and_metrics(settings, producer, db) -> None:
         ):
             assert name in body, name
 
+        async def lag_sampled() -> bool:
+            body = (await asyncio.to_thread(_get, port, "/metrics"))[1]
+            return (
+                f'ptsp_gate_consumer_lag_messages{{group="{settings.group_permit_checker}"' in body
+            )
+
+        await eventually(lag_sampled, timeout=20)
+
         # A schema that falls behind makes the service not ready, and says why.
         await db.execute("DELETE FROM schema_migration")
         status, text = await asyncio.to_thread(_get, port, "/ready")

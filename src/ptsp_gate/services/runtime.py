@@ -100,7 +100,9 @@ class Service:
             ack_policy=AckPolicy.MANUAL,
             parser=kafka.lenient_parser,
             decoder=kafka.raw_records,
-        )(self._on_batch)
+        )
+        # The decorator returns a call wrapper; the subscriber (and its consumer) is kept apart.
+        self._subscriber(self._on_batch)
 
     async def _on_batch(self, records: Any, msg: KafkaMessage) -> None:
         assert self._handler is not None
@@ -187,7 +189,7 @@ class Service:
     async def _sample_lag(self, every_s: float = 5.0) -> None:
         while True:
             await asyncio.sleep(every_s)
-            consumer = getattr(self._subscriber, "consumer", None)
+            consumer = self._subscriber.consumer
             if consumer is None:
                 continue
             try:
@@ -208,6 +210,13 @@ class Service:
         problems: dict[str, str] = {}
         if not await self.broker.ping(timeout=2.0):
             problems["kafka"] = "broker not reachable"
+        consumer = self._subscriber.consumer
+        if consumer is None or not consumer.assignment():
+            # A consumer that failed to join its group polls on without ever getting work; so does
+            # a replica beyond the partition count. Neither is serving, and both should show it.
+            problems["consumer"] = (
+                f"no partitions of {self.spec.topic} assigned in group {self.spec.group}"
+            )
         if self.pool is None:
             problems["postgres"] = "not started"
         else:
