@@ -78,6 +78,8 @@ async def apply_newer(
             $13::text[], $14::text[]
         ) AS u(nib, npwp, npp, status, segment, programs, workers_enrolled, arrears_months,
                pds_flags, sanction_requested, as_of, version, source, source_event_id)
+        -- Rows are locked in NIB order, as the bulk import merges them: no lock-order deadlocks.
+        ORDER BY u.nib
         ON CONFLICT (nib) DO UPDATE SET
             npwp = EXCLUDED.npwp, npp = EXCLUDED.npp, status = EXCLUDED.status,
             segment = EXCLUDED.segment, programs = EXCLUDED.programs,
