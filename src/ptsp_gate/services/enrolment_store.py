@@ -20,6 +20,19 @@ _COLUMNS = (
 )
 
 
+# The version rule, shared by every path that writes the projection (stream and bulk import): an
+# older or equal version never overwrites a newer one, whichever wrote first.
+NEWER_VERSION_WINS = """ON CONFLICT (nib) DO UPDATE SET
+    npwp = EXCLUDED.npwp, npp = EXCLUDED.npp, status = EXCLUDED.status,
+    segment = EXCLUDED.segment, programs = EXCLUDED.programs,
+    workers_enrolled = EXCLUDED.workers_enrolled,
+    arrears_months = EXCLUDED.arrears_months, pds_flags = EXCLUDED.pds_flags,
+    sanction_requested = EXCLUDED.sanction_requested, as_of = EXCLUDED.as_of,
+    version = EXCLUDED.version, source = EXCLUDED.source,
+    source_event_id = EXCLUDED.source_event_id, updated_at = now()
+WHERE employer_enrolment.version < EXCLUDED.version"""
+
+
 def from_row(row: asyncpg.Record) -> EnrolmentState:
     # Rows were validated on the way in; constructing without re-validation keeps lookups cheap.
     return EnrolmentState.model_construct(
@@ -80,15 +93,7 @@ async def apply_newer(
                pds_flags, sanction_requested, as_of, version, source, source_event_id)
         -- Rows are locked in NIB order, as the bulk import merges them: no lock-order deadlocks.
         ORDER BY u.nib
-        ON CONFLICT (nib) DO UPDATE SET
-            npwp = EXCLUDED.npwp, npp = EXCLUDED.npp, status = EXCLUDED.status,
-            segment = EXCLUDED.segment, programs = EXCLUDED.programs,
-            workers_enrolled = EXCLUDED.workers_enrolled,
-            arrears_months = EXCLUDED.arrears_months, pds_flags = EXCLUDED.pds_flags,
-            sanction_requested = EXCLUDED.sanction_requested, as_of = EXCLUDED.as_of,
-            version = EXCLUDED.version, source = EXCLUDED.source,
-            source_event_id = EXCLUDED.source_event_id, updated_at = now()
-        WHERE employer_enrolment.version < EXCLUDED.version
+        {NEWER_VERSION_WINS}
         RETURNING nib
         """,
         [s.nib for s in states],

@@ -52,6 +52,7 @@ from stdnum.id import nik as stdnum_nik
 from stdnum.id import npwp as stdnum_npwp
 
 from ptsp_gate.schemas.events import MAX_INT64, EnrolmentStatus, PdsFlag, Program, Segment
+from ptsp_gate.services.enrolment_store import NEWER_VERSION_WINS
 
 FIELDS = (
     "nib",
@@ -726,15 +727,7 @@ WITH newest AS (
 ), applied AS (
     INSERT INTO employer_enrolment ({_RECORD}, source, source_event_id, updated_at)
     SELECT {_RECORD}, 'import', $1::text || line, now() FROM newest
-    ON CONFLICT (nib) DO UPDATE SET
-        npwp = EXCLUDED.npwp, npp = EXCLUDED.npp, status = EXCLUDED.status,
-        segment = EXCLUDED.segment, programs = EXCLUDED.programs,
-        workers_enrolled = EXCLUDED.workers_enrolled,
-        arrears_months = EXCLUDED.arrears_months, pds_flags = EXCLUDED.pds_flags,
-        sanction_requested = EXCLUDED.sanction_requested, as_of = EXCLUDED.as_of,
-        version = EXCLUDED.version, source = EXCLUDED.source,
-        source_event_id = EXCLUDED.source_event_id, updated_at = now()
-    WHERE employer_enrolment.version < EXCLUDED.version
+    {NEWER_VERSION_WINS}
     RETURNING nib
 )
 SELECT (SELECT count(*) FROM applied) AS applied,
