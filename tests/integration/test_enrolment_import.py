@@ -675,3 +675,38 @@ async def test_an_import_that_enrols_a_blocked_employer_clears_it_once(
         ("CLEARED", blocked["decision_id"]),
     ]
     assert await db.fetchval("SELECT sum(redecisions) FROM enrolment_import") == 1
+
+
+async def test_import_rows_reach_the_enrolment_sync_metrics(settings, db) -> None:
+    import asyncio
+    import contextlib
+
+    from ptsp_gate.observability.metrics import Metrics
+    from ptsp_gate.services.enrolment_sync.tasks import import_metrics_refresher
+
+    await db.execute(
+        "INSERT INTO enrolment_import (source_file, region_code, complete, rows_read,"
+        " rows_applied, rows_stale, rows_rejected, redecisions, started_at, finished_at)"
+        " VALUES ('a.csv', NULL, false, 10, 7, 2, 1, 3, now(), now()),"
+        "        ('b.csv', '7314', true, 5, 5, 0, 0, 1, now(), now())"
+    )
+    from ptsp_gate.adapters.postgres import create_pool
+
+    assert settings.database_url
+    pool = await create_pool(settings.database_url, 2)
+    metrics = Metrics()
+    task = asyncio.create_task(import_metrics_refresher(pool, metrics, settings, every_s=0.05))
+    try:
+        for _ in range(100):
+            if metrics.import_redecisions._value.get() == 4:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await pool.close()
+    assert metrics.import_rows.labels("applied")._value.get() == 12
+    assert metrics.import_rows.labels("stale")._value.get() == 2
+    assert metrics.import_rows.labels("rejected")._value.get() == 1
+    assert metrics.import_redecisions._value.get() == 4

@@ -91,5 +91,11 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.import_redecisions = Gauge(
+            "ptsp_gate_enrolment_import_redecisions",
+            "Superseding decisions emitted by bulk enrolment imports, summed over all import runs "
+            "(imports run as a command; the services read this from the database).",
+            registry=r,
+        )
         self.build = Info("ptsp_gate_build", "Build and policy information.", registry=r)
         self.build.info({"version": __version__})

@@ -23,11 +23,13 @@ async def import_metrics_refresher(
             row = await pool.fetchrow(
                 "SELECT coalesce(sum(rows_applied), 0) AS applied,"
                 " coalesce(sum(rows_stale), 0) AS stale,"
-                " coalesce(sum(rows_rejected), 0) AS rejected FROM enrolment_import"
+                " coalesce(sum(rows_rejected), 0) AS rejected,"
+                " coalesce(sum(redecisions), 0) AS redecisions FROM enrolment_import"
             )
             if row is not None:
                 for result in ("applied", "stale", "rejected"):
                     metrics.import_rows.labels(result).set(row[result])
+                metrics.import_redecisions.set(row["redecisions"])
         except Exception as exc:  # advisory: a failed refresh must never hurt the service
             log.debug("import metrics refresh failed", error=str(exc))
         await asyncio.sleep(every_s)
