@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -24,6 +24,19 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
     )
+
+    # Kafka security. Secrets come from the environment or, preferably, from files (mounted
+    # Kubernetes secrets): a *_FILE setting wins over the plain one.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_sasl_password_file: Path | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_ssl_key_password_file: Path | None = None
 
     topic_applications: str = "ptsp.permit-applications.v1"
     topic_enrolment: str = "bpjstk.employer-enrolment.v1"
@@ -57,6 +70,17 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [s.strip() for s in value.split(",") if s.strip()]
         return value
+
+    def secret(self, name: str) -> str | None:
+        """A secret setting's value: from its *_FILE when given (trailing newline dropped)."""
+        path = getattr(self, f"{name}_file")
+        if path is not None:
+            try:
+                return str(path.read_text(encoding="utf-8")).rstrip("\r\n")
+            except OSError as exc:
+                raise ValueError(f"cannot read {name}_file {path}: {exc.strerror}") from exc
+        value = getattr(self, name)
+        return value.get_secret_value() if value is not None else None
 
     def dlq_topic(self, source_topic: str) -> str:
         return source_topic + self.dlq_suffix

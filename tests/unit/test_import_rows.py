@@ -305,6 +305,10 @@ def model_values(state: EnrolmentState) -> dict[str, Any]:
     }
 
 
+# A file decoded as UTF-8 cannot hold a lone surrogate (that is a broken file, tested apart).
+UTF8_CHARS = st.characters(exclude_categories=("Cs",))
+
+
 def digits(low: int, high: int) -> st.SearchStrategy[str]:
     return st.text(alphabet="0123456789", min_size=low, max_size=high)
 
@@ -324,7 +328,7 @@ def npwp_cells(draw: st.DrawFn) -> str:
     return draw(
         st.sampled_from([legacy, "0" + legacy, nik, bad_check_digit(legacy, 3)])
         | digits(14, 17)
-        | st.text(max_size=17)
+        | st.text(UTF8_CHARS, max_size=17)
     )
 
 
@@ -349,7 +353,7 @@ def as_of_cells(draw: st.DrawFn) -> str:
     return draw(
         st.just(date + separator + time_ + fraction + offset)
         | st.sampled_from(["1751216400", "2025-06-30", "2025-06-30T00:00+07:00", ""])
-        | st.text(max_size=30)
+        | st.text(UTF8_CHARS, max_size=30)
     )
 
 
@@ -370,9 +374,9 @@ def list_cells(members: list[str]) -> st.SearchStrategy[str]:
 
 
 WILD = {
-    "nib": digits(13, 13) | digits(12, 14) | st.text(max_size=14),
+    "nib": digits(13, 13) | digits(12, 14) | st.text(UTF8_CHARS, max_size=14),
     "npwp": npwp_cells(),
-    "npp": st.text(max_size=70)
+    "npp": st.text(UTF8_CHARS, max_size=70)
     | st.sampled_from(["NPP1", "a\tb", "a\\b", "a\nb", "a\x00b", "", "😀" * 64]),
     "status": st.sampled_from(["ACTIVE", "INACTIVE", "NOT_REGISTERED", "active", "", "X"]),
     "segment": st.sampled_from(["PU", "BPU", "JAKON", "pu", "", "PU "]),
@@ -426,7 +430,11 @@ VALID = {
     "nib": digits(13, 13),
     "npwp": valid_npwp(),
     "npp": st.from_regex(r"NPP[0-9]{8}", fullmatch=True)
-    | st.text(st.characters(exclude_characters="\x00"), min_size=1, max_size=64),
+    | st.text(
+        st.characters(exclude_characters="\x00", exclude_categories=("Cs",)),
+        min_size=1,
+        max_size=64,
+    ),
     "status": st.sampled_from(["ACTIVE", "INACTIVE", "NOT_REGISTERED"]),
     "segment": st.sampled_from(["PU", "BPU", "JAKON"]),
     "programs": members(["JKK", "JKM", "JHT", "JP", "JKP"]),

@@ -134,7 +134,10 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     if missing:
         raise CommandError(f"{' and '.join(missing)} must be set (or use `ptsp-gate dev`)")
     configure(settings.log_level, settings.log_format)
-    service = Service(_spec(args.service, settings), settings)
+    try:
+        service = Service(_spec(args.service, settings), settings)
+    except ValueError as exc:  # Kafka security settings that cannot work, said in one line
+        raise CommandError(str(exc)) from exc
     service.metrics.build.info({"version": _version(), "policy_version": _policy_version(settings)})
     try:
         await service.open()
