@@ -677,12 +677,16 @@ async def test_an_import_that_enrols_a_blocked_employer_clears_it_once(
     assert await db.fetchval("SELECT sum(redecisions) FROM enrolment_import") == 1
 
 
-async def test_import_rows_reach_the_enrolment_sync_metrics(settings, db) -> None:
+async def test_import_rows_and_freshness_reach_the_enrolment_sync_metrics(settings, db) -> None:
     import asyncio
     import contextlib
+    from datetime import UTC, datetime
 
+    from ptsp_gate import demo
     from ptsp_gate.observability.metrics import Metrics
-    from ptsp_gate.services.enrolment_sync.tasks import import_metrics_refresher
+    from ptsp_gate.schemas.events import EnrolmentState
+    from ptsp_gate.services import enrolment_store
+    from ptsp_gate.services.enrolment_sync.tasks import projection_metrics_refresher
 
     await db.execute(
         "INSERT INTO enrolment_import (source_file, region_code, complete, rows_read,"
@@ -690,12 +694,20 @@ async def test_import_rows_reach_the_enrolment_sync_metrics(settings, db) -> Non
         " VALUES ('a.csv', NULL, false, 10, 7, 2, 1, 3, now(), now()),"
         "        ('b.csv', '7314', true, 5, 5, 0, 0, 1, now(), now())"
     )
+    now = datetime.now(UTC)
+    states = [
+        EnrolmentState.model_validate_json(json.dumps(demo.enrolment(n, age_days=age, now=now)))
+        for n, age in ((1, 2), (2, 30), (3, 200))
+    ]
+    await enrolment_store.apply_newer(db, states, "stream", [None] * len(states))
     from ptsp_gate.adapters.postgres import create_pool
 
     assert settings.database_url
     pool = await create_pool(settings.database_url, 2)
     metrics = Metrics()
-    task = asyncio.create_task(import_metrics_refresher(pool, metrics, settings, every_s=0.05))
+    task = asyncio.create_task(
+        projection_metrics_refresher(pool, metrics, max_age_days=90, every_s=0.05)
+    )
     try:
         for _ in range(100):
             if metrics.import_redecisions._value.get() == 4:
@@ -710,3 +722,7 @@ async def test_import_rows_reach_the_enrolment_sync_metrics(settings, db) -> Non
     assert metrics.import_rows.labels("stale")._value.get() == 2
     assert metrics.import_rows.labels("rejected")._value.get() == 1
     assert metrics.import_redecisions._value.get() == 4
+    assert metrics.enrolment_records.labels("fresh")._value.get() == 2
+    assert metrics.enrolment_records.labels("stale")._value.get() == 1
+    newest = metrics.enrolment_newest_as_of._value.get()
+    assert abs(newest - states[0].as_of.timestamp()) < 1

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -109,7 +110,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _service_process(settings, name: str, port: int | None = None) -> subprocess.Popen[bytes]:
+def _service_process(
+    settings,
+    name: str,
+    port: int | None = None,
+    *extra: str,
+    env_extra: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": ",".join(settings.kafka_bootstrap_servers),
@@ -119,8 +126,10 @@ def _service_process(settings, name: str, port: int | None = None) -> subprocess
         "PTSP_GATE_TOPIC_DECISIONS": settings.topic_decisions,
         "PTSP_GATE_GROUP_PERMIT_CHECKER": settings.group_permit_checker,
         "PTSP_GATE_BATCH_MAX_RECORDS": "200",
+        **(env_extra or {}),
     }
-    return subprocess.Popen(
+    output = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the process object
+    proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -131,11 +140,23 @@ def _service_process(settings, name: str, port: int | None = None) -> subprocess
             str(port or _free_port()),
             "--host",
             "127.0.0.1",
+            *extra,
         ],
         env=env,
-        stdout=subprocess.PIPE,
+        # A file, not a pipe: a busy service logs a line per decision and would fill a pipe
+        # that nobody reads until the end, then block on it.
+        stdout=output,
         stderr=subprocess.STDOUT,
     )
+    proc.output_file = output  # type: ignore[attr-defined]
+    return proc
+
+
+def _output(proc: subprocess.Popen[bytes]) -> str:
+    """Everything the process has written so far (stdout and stderr)."""
+    output = proc.output_file  # type: ignore[attr-defined]
+    output.seek(0)
+    return output.read().decode(errors="replace")
 
 
 async def test_sigterm_while_busy_drains_commits_and_resumes(settings, producer, bootstrap, db):
@@ -150,7 +171,7 @@ async def test_sigterm_while_busy_drains_commits_and_resumes(settings, producer,
         await eventually(some_decided, timeout=30)
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(proc.wait, 30)
-        output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+        output = _output(proc)
         assert code == 0, output[-2000:]
         assert "service stopped" in output
     finally:
@@ -189,6 +210,6 @@ async def test_service_refuses_to_start_on_an_unmigrated_database(settings, serv
         "permit-checker",
     )
     code = await asyncio.to_thread(proc.wait, 30)
-    out = proc.stdout.read().decode() if proc.stdout else ""
+    out = _output(proc)
     assert code == 1
     assert "run `ptsp-gate migrate`" in out.strip().splitlines()[-1]

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import shutil
 import signal
+import subprocess
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
@@ -15,9 +19,41 @@ from ptsp_gate import demo
 
 from .conftest import eventually
 from .support import send
-from .test_faults import _free_port, _service_process
+from .test_faults import _free_port, _output, _service_process
 
 pytestmark = pytest.mark.integration
+
+
+def _promtool_check(exposition: str) -> None:
+    """`promtool check metrics`: the exposition parses and follows Prometheus' naming rules."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(
+                "promtool is required under CI (scripts/setup installs Debian's prometheus)"
+            )
+        pytest.skip("promtool not installed (Debian package prometheus)")
+    checked = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=exposition,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    complaints = checked.stdout + checked.stderr
+    assert checked.returncode == 0, complaints
+    assert not checked.stdout.strip(), complaints
+
+
+def _json_lines(output: str) -> list[dict[str, object]]:
+    lines = [line for line in output.splitlines() if line.strip()]
+    parsed = []
+    for line in lines:
+        try:
+            parsed.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"log line is not JSON: {line[:300]}")
+    return parsed
 
 
 def _get(port: int, path: str) -> tuple[int, str]:
@@ -49,6 +85,7 @@ async def test_probes_and_metrics(settings, producer, db) -> None:
             return body if status == 200 and wanted in body else None
 
         body = await eventually(counted, timeout=30)
+        _promtool_check(body)
         for name in (
             "ptsp_gate_decision_latency_seconds_bucket",
             "ptsp_gate_outbox_pending",
@@ -75,3 +112,66 @@ async def test_probes_and_metrics(settings, producer, db) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.to_thread(proc.wait, 30)
+
+    # Logs: JSON lines only, FastStream's and uvicorn's included; one line for the decision.
+    logged = _json_lines(_output(proc))
+    loggers = {str(line.get("logger")) for line in logged}
+    assert "ptsp_gate.kafka" in loggers, loggers
+    assert "uvicorn.error" in loggers, loggers
+    (line,) = [x for x in logged if x["event"] == "decision"]
+    assert line["application_id"] == app["application_id"]
+    assert line["nib"] == app["employer"]["nib"]
+    assert line["outcome"] == "CLEARED"
+    assert line["topic"] == settings.topic_applications
+    assert isinstance(line["partition"], int)
+    assert isinstance(line["offset"], int)
+    assert line["event_id"]
+    assert line["level"] == "info"
+    assert line["policy_version"]
+
+
+async def test_workers_share_one_port_and_one_merged_exposition(settings, producer, db) -> None:
+    port = _free_port()
+    proc = _service_process(settings, "permit-checker", port, "--workers", "2")
+    n = 30
+    try:
+
+        async def ready() -> bool:
+            return (await asyncio.to_thread(_get, port, "/ready"))[0] == 200
+
+        await eventually(ready, timeout=60)
+        now = datetime.now(UTC)
+        apps = [demo.application(1000 + i, workers=0, now=now) for i in range(n)]
+        await send(
+            producer, settings.topic_applications, [demo.application_record(a) for a in apps]
+        )
+
+        async def all_decided() -> bool:
+            return await db.fetchval("SELECT count(*) FROM compliance_decision") == n
+
+        await eventually(all_decided, timeout=60)
+
+        def decided_total(body: str) -> float:
+            return sum(
+                float(m.group(1))
+                for m in re.finditer(r"^ptsp_gate_decisions_total\{[^}]*\} (\S+)$", body, re.M)
+            )
+
+        async def merged() -> str | None:
+            # Whichever worker answers, the count is the sum over both.
+            status, body = await asyncio.to_thread(_get, port, "/metrics")
+            return body if status == 200 and decided_total(body) == n else None
+
+        body = await eventually(merged, timeout=30)
+        _promtool_check(body)
+        assert len(re.findall(r"^ptsp_gate_build_info\{", body, re.M)) == 1
+        assert "pid=" not in "".join(
+            line for line in body.splitlines() if line.startswith("ptsp_gate_")
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(proc.wait, 60)
+    output = _output(proc)
+    assert code == 0, output[-3000:]
+    stopped = [x for x in _json_lines(output) if x["event"] == "service stopped"]
+    assert len(stopped) == 2

@@ -122,6 +122,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     from ptsp_gate.observability.logging import configure
     from ptsp_gate.services.runtime import Service, StartupError
+    from ptsp_gate.services.specs import spec_for
 
     missing = [
         n
@@ -135,14 +136,20 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(f"{' and '.join(missing)} must be set (or use `ptsp-gate dev`)")
     configure(settings.log_level, settings.log_format)
     try:
-        service = Service(_spec(args.service, settings), settings)
+        service = Service(spec_for(args.service, settings, _policies(settings)), settings)
     except ValueError as exc:  # Kafka security settings that cannot work, said in one line
         raise CommandError(str(exc)) from exc
-    service.metrics.build.info({"version": _version(), "policy_version": _policy_version(settings)})
     try:
         await service.open()
     except StartupError as exc:
         raise CommandError(str(exc)) from exc
+    if args.workers > 1:
+        # The checks above ran once, here, so a bad setting is one line rather than N workers
+        # failing; each worker then opens its own connections.
+        await service.stop()
+        from ptsp_gate.services import workers
+
+        return workers.serve(args.service, args.host, args.port, args.workers)
     server = uvicorn.Server(
         uvicorn.Config(
             service.asgi_app(),
@@ -160,16 +167,6 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if server.started else 1
 
 
-def _spec(name: str, settings: Settings):  # type: ignore[no-untyped-def]
-    if name == "permit-checker":
-        from ptsp_gate.services.permit_checker import app as checker_app
-
-        return checker_app.spec(settings, _policies(settings))
-    from ptsp_gate.services.enrolment_sync import app as sync_app
-
-    return sync_app.spec(settings, _policies(settings))
-
-
 def _policies(settings: Settings):  # type: ignore[no-untyped-def]
     from ptsp_gate.policy import PolicyError, load_policy_book
 
@@ -177,16 +174,6 @@ def _policies(settings: Settings):  # type: ignore[no-untyped-def]
         return load_policy_book(settings.policy_dir)
     except PolicyError as exc:
         raise CommandError(str(exc)) from exc
-
-
-def _policy_version(settings: Settings) -> str:
-    return str(_policies(settings).national.version)
-
-
-def _version() -> str:
-    from ptsp_gate import __version__
-
-    return __version__
 
 
 async def _enrolment(args: argparse.Namespace, settings: Settings) -> int:

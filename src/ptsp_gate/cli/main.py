@@ -88,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
             "--port", type=PORT, default=port, help="HTTP port for /metrics, /health, /ready"
         )
         svc.add_argument("--host", default="0.0.0.0", help="HTTP bind address")
+        svc.add_argument(
+            "--workers",
+            type=_bounded(1, 64),
+            default=1,
+            help="worker processes sharing the port, each a consumer in the group "
+            "(more than the topic's partitions leaves some idle)",
+        )
 
     sub.add_parser("migrate", help="apply database migrations (idempotent, concurrency-safe)")
 

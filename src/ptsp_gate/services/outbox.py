@@ -59,6 +59,8 @@ def note_dead_letter(metrics: Metrics, dlq_topic: str, invalid: Invalid, **conte
         "record dead-lettered",
         error=invalid.code,
         reason=invalid.message[:300],
+        dlq_topic=dlq_topic,
+        event_id=invalid.event_id,
         topic=invalid.record.topic,
         partition=invalid.record.partition,
         offset=invalid.record.offset,

@@ -19,7 +19,7 @@ import asyncpg
 from ptsp_gate.observability.metrics import Metrics
 from ptsp_gate.policy import PolicyBook, decide, decision_id
 from ptsp_gate.schemas.events import ComplianceDecision, PermitApplication
-from ptsp_gate.services import decision_store, enrolment_store
+from ptsp_gate.services import decision_log, decision_store, enrolment_store
 
 # The latest non-rejected decision of each application, with the application event it was about.
 _LATEST = """
@@ -177,7 +177,12 @@ async def complete_regions(conn: asyncpg.Connection, regions: set[str | None]) -
     return {r["region_code"] for r in rows}
 
 
-def observe(metrics: Metrics, changes: Sequence[Change]) -> None:
-    """Count committed re-decisions (call after the transaction commits)."""
+def observe(metrics: Metrics, changes: Sequence[Change], trigger: str) -> None:
+    """Count and log committed re-decisions (call after the transaction commits)."""
+    if decision_log.enabled():
+        for c in changes:
+            decision_log.superseded(
+                c.decision, event_id=c.event_id, from_outcome=c.from_outcome, trigger=trigger
+            )
     for (old, new), n in Counter((c.from_outcome, c.to_outcome) for c in changes).items():
         metrics.redecisions.labels(old, new).inc(n)

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from ptsp_gate.adapters import kafka, migrations
 from ptsp_gate.adapters.postgres import TRANSIENT_DB_ERRORS, create_pool
 from ptsp_gate.config import Settings
 from ptsp_gate.observability.logging import get_logger
-from ptsp_gate.observability.metrics import Metrics
+from ptsp_gate.observability.metrics import Metrics, mark_process_dead
 from ptsp_gate.services.errors import TransientFailure
 from ptsp_gate.services.intake import RawRecord
 from ptsp_gate.services.outbox import OutboxRelay
@@ -64,6 +65,7 @@ class ServiceSpec:
     group: str
     make_handler: Callable[[asyncpg.Pool, Metrics], BatchHandler]
     background: Background | None = None  # a loop run beside the consumer until shutdown
+    policy_version: str = ""  # the national policy's, shown on ptsp_gate_build_info
 
 
 class Service:
@@ -75,6 +77,7 @@ class Service:
         self.spec = spec
         self.settings = settings
         self.metrics = metrics or Metrics()
+        self.metrics.set_build(spec.policy_version)
         self.broker: KafkaBroker = kafka.make_broker(settings, self.metrics.registry)
         self.pool: asyncpg.Pool | None = None
         self.relay = OutboxRelay(
@@ -108,6 +111,7 @@ class Service:
         assert self._handler is not None
         if not records:
             return
+        self.metrics.records_received.labels(self.spec.topic).inc(len(records))
         try:
             await self._handler(records)
         except Exception as exc:  # transient or not, nothing may be skipped: rewind and retry
@@ -184,6 +188,7 @@ class Service:
         if self.pool is not None:
             await self.pool.close()
             self.pool = None
+        mark_process_dead(os.getpid())
         log.info("service stopped", service=self.spec.name)
 
     async def _sample_lag(self, every_s: float = 5.0) -> None:
@@ -193,15 +198,14 @@ class Service:
             if consumer is None:
                 continue
             try:
-                self.metrics.consumer_lag.clear()
+                lags: dict[tuple[str, int], int] = {}
                 for tp in consumer.assignment():
                     high = consumer.highwater(tp)
                     if high is None:
                         continue
                     position = await consumer.position(tp)
-                    self.metrics.consumer_lag.labels(
-                        self.spec.group, tp.topic, str(tp.partition)
-                    ).set(max(high - position, 0))
+                    lags[tp.topic, tp.partition] = max(high - position, 0)
+                self.metrics.set_lag(self.spec.group, lags)
             except Exception as exc:  # lag is advisory; never let sampling hurt the service
                 log.debug("lag sampling failed", error=str(exc))
 
@@ -246,7 +250,7 @@ class Service:
         return AsgiFastStream(
             self.broker,
             asgi_routes=[
-                ("/metrics", make_asgi_app(self.metrics.registry)),
+                ("/metrics", make_asgi_app(self.metrics.exposition_registry())),
                 ("/health", health),
                 ("/ready", ready),
             ],

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ptsp_gate.config import Settings
 from ptsp_gate.policy import PolicyBook
 from ptsp_gate.services.enrolment_sync.sync import EnrolmentSync
-from ptsp_gate.services.enrolment_sync.tasks import import_metrics_refresher
+from ptsp_gate.services.enrolment_sync.tasks import projection_metrics_refresher
 from ptsp_gate.services.runtime import ServiceSpec
 
 NAME = "enrolment-sync"
@@ -28,5 +28,8 @@ def spec(settings: Settings, policies: PolicyBook) -> ServiceSpec:
                 event_source=settings.event_source,
             ).handle_batch
         ),
-        background=lambda pool, metrics: import_metrics_refresher(pool, metrics, settings),
+        policy_version=str(policies.national.version),
+        background=lambda pool, metrics: projection_metrics_refresher(
+            pool, metrics, max_age_days=policies.national.max_enrolment_age_days
+        ),
     )

@@ -69,7 +69,7 @@ class EnrolmentSync:
         m.enrolment_updates.labels("invalid").inc(len(invalid))
         for bad in dead:
             outbox.note_dead_letter(m, self._dlq_topic(bad.record.topic), bad)
-        redecide.observe(m, changes)
+        redecide.observe(m, changes, trigger="enrolment-update")
 
     async def _commit(
         self, valid: Sequence[Valid[EnrolmentState]], invalid: Sequence[Invalid]

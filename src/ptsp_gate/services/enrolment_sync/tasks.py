@@ -1,35 +1,61 @@
-"""Background work of the enrolment-sync service."""
+"""Background work of the enrolment-sync service: metrics that only the database can answer."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import asyncpg
 
-from ptsp_gate.config import Settings
 from ptsp_gate.observability.logging import get_logger
 from ptsp_gate.observability.metrics import Metrics
 
 log = get_logger(__name__)
 
+_IMPORTS = """
+SELECT coalesce(sum(rows_applied), 0) AS applied,
+       coalesce(sum(rows_stale), 0) AS stale,
+       coalesce(sum(rows_rejected), 0) AS rejected,
+       coalesce(sum(redecisions), 0) AS redecisions
+FROM enrolment_import
+"""
 
-async def import_metrics_refresher(
-    pool: asyncpg.Pool, metrics: Metrics, settings: Settings, every_s: float = 15.0
+# One scan of the projection; run rarely, since a province holds up to a few million employers.
+_FRESHNESS = """
+SELECT max(as_of) AS newest,
+       count(*) FILTER (WHERE as_of >= now() - make_interval(days => $1)) AS fresh,
+       count(*) FILTER (WHERE as_of < now() - make_interval(days => $1)) AS stale
+FROM employer_enrolment
+"""
+
+
+async def projection_metrics_refresher(
+    pool: asyncpg.Pool,
+    metrics: Metrics,
+    *,
+    max_age_days: int,
+    every_s: float = 15.0,
+    freshness_every_s: float = 60.0,
 ) -> None:
     """Bulk imports run as a command, not in the service; their row counts are recorded in the
-    database and exposed here, so one /metrics shows both paths."""
+    database and exposed here, so one /metrics shows both paths. The projection's freshness is
+    read here too: it moves with imports as well as with the stream."""
+    next_freshness = 0.0
     while True:
         try:
-            row = await pool.fetchrow(
-                "SELECT coalesce(sum(rows_applied), 0) AS applied,"
-                " coalesce(sum(rows_stale), 0) AS stale,"
-                " coalesce(sum(rows_rejected), 0) AS rejected,"
-                " coalesce(sum(redecisions), 0) AS redecisions FROM enrolment_import"
-            )
+            row = await pool.fetchrow(_IMPORTS)
             if row is not None:
                 for result in ("applied", "stale", "rejected"):
                     metrics.import_rows.labels(result).set(row[result])
                 metrics.import_redecisions.set(row["redecisions"])
+            if time.monotonic() >= next_freshness:
+                row = await pool.fetchrow(_FRESHNESS, max_age_days)
+                next_freshness = time.monotonic() + freshness_every_s
+                if row is not None:
+                    if row["newest"] is not None:
+                        metrics.enrolment_newest_as_of.set(row["newest"].timestamp())
+                    metrics.enrolment_records.labels("fresh").set(row["fresh"])
+                    metrics.enrolment_records.labels("stale").set(row["stale"])
         except Exception as exc:  # advisory: a failed refresh must never hurt the service
-            log.debug("import metrics refresh failed", error=str(exc))
+            log.debug("projection metrics refresh failed", error=str(exc))
         await asyncio.sleep(every_s)

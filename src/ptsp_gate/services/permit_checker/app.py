@@ -29,5 +29,6 @@ def spec(settings: Settings, policies: PolicyBook) -> ServiceSpec:
                 parallel=max(settings.db_pool_size - 1, 1),
             ).handle_batch
         ),
+        policy_version=str(policies.national.version),
         background=lambda pool, metrics: sweeper(pool, metrics, settings, policies),
     )

@@ -28,7 +28,14 @@ from ptsp_gate.schemas.events import (
     Outcome,
     PermitApplication,
 )
-from ptsp_gate.services import decision_store, enrolment_store, idempotency, intake, outbox
+from ptsp_gate.services import (
+    decision_log,
+    decision_store,
+    enrolment_store,
+    idempotency,
+    intake,
+    outbox,
+)
 from ptsp_gate.services.errors import TransientFailure
 from ptsp_gate.services.intake import Invalid, RawRecord, Valid
 from ptsp_gate.services.redecide import complete_regions
@@ -48,6 +55,7 @@ class Decided:
     event_time: datetime
     invalid: Invalid | None
     enrolment_version: int | None
+    record: RawRecord
 
 
 class PermitChecker:
@@ -184,12 +192,17 @@ class PermitChecker:
                 now=now,
             )
             return Decided(
-                item.event_key, decision, item.event.time or app.submitted_at, None, version
+                item.event_key,
+                decision,
+                item.event.time or app.submitted_at,
+                None,
+                version,
+                item.record,
             )
         # An invalid event still gets an answer when the PTSP can tell which application it was.
         app_id = item.field("application_id")
         if app_id is None:
-            return Decided(item.event_key, None, now, item, None)
+            return Decided(item.event_key, None, now, item, None, item.record)
         region = item.field("region_code")
         verdict = rejected(
             self._policies.for_region(region).version,
@@ -206,7 +219,7 @@ class PermitChecker:
             region=region,
             now=now,
         )
-        return Decided(item.event_key, decision, now, item, None)
+        return Decided(item.event_key, decision, now, item, None, item.record)
 
     def _decision(
         self,
@@ -287,6 +300,7 @@ class PermitChecker:
         committed_at = self._clock()
         outcomes: Counter[tuple[str, str]] = Counter()
         blocks: Counter[str] = Counter()
+        log_each = decision_log.enabled()
         for d in decided:
             if d.invalid is not None:
                 outbox.note_dead_letter(
@@ -298,6 +312,8 @@ class PermitChecker:
             decision = d.decision
             if decision is None:
                 continue
+            if log_each:
+                decision_log.decided(decision, d.event_key, d.record)
             outcomes[decision.outcome.value, decision.action or "UNKNOWN"] += 1
             if decision.outcome is Outcome.BLOCKED:
                 blocks.update(

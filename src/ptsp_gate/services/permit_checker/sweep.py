@@ -42,7 +42,7 @@ async def sweep_once(
             decisions_topic=settings.topic_decisions,
             event_source=settings.event_source,
         )
-    redecide.observe(metrics, changes)
+    redecide.observe(metrics, changes, trigger="sweep")
     metrics.sweep_runs.labels("ok").inc()
     if changes:
         log.info("sweep re-decided pending applications", changed=len(changes))

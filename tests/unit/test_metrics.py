@@ -1,0 +1,30 @@
+"""The metrics object's own behaviour (the exposition itself is checked live with promtool)."""
+
+from prometheus_client import generate_latest
+
+from ptsp_gate import __version__
+from ptsp_gate.observability.metrics import Metrics
+
+
+def _lines(m: Metrics, prefix: str) -> list[str]:
+    text = generate_latest(m.exposition_registry()).decode()
+    return [line for line in text.splitlines() if line.startswith(prefix)]
+
+
+def test_lag_series_follow_the_assignment() -> None:
+    m = Metrics()
+    m.set_lag("g", {("t", 0): 5, ("t", 1): 0})
+    assert len(_lines(m, "ptsp_gate_consumer_lag_messages{")) == 2
+    # Partition 0 moved to another instance: its series goes, not frozen at its last value.
+    m.set_lag("g", {("t", 1): 7})
+    (line,) = _lines(m, "ptsp_gate_consumer_lag_messages{")
+    assert 'partition="1"' in line
+    assert line.endswith(" 7.0")
+
+
+def test_build_info_names_version_and_policy() -> None:
+    m = Metrics()
+    m.set_build("2025.1")
+    (line,) = _lines(m, "ptsp_gate_build_info{")
+    assert f'version="{__version__}"' in line
+    assert 'policy_version="2025.1"' in line
