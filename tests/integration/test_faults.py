@@ -213,3 +213,22 @@ async def test_service_refuses_to_start_on_an_unmigrated_database(settings, serv
     out = _output(proc)
     assert code == 1
     assert "run `ptsp-gate migrate`" in out.strip().splitlines()[-1]
+
+
+async def test_a_consumer_that_cannot_start_ends_the_process(settings) -> None:
+    # Nothing listens on the port: the broker cannot start after the HTTP side is up. The
+    # process must end non-zero (so it is restarted), not serve probes with nothing consuming.
+    proc = _service_process(
+        settings.model_copy(update={"kafka_bootstrap_servers": ["127.0.0.1:9"]}), "permit-checker"
+    )
+    try:
+        code = await asyncio.to_thread(proc.wait, 90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = _output(proc)
+    assert code == 1, out[-3000:]
+    assert (
+        "ptsp-gate run: permit-checker: the Kafka consumer stopped (see the log above)"
+        in out.splitlines()
+    )

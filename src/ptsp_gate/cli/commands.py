@@ -146,7 +146,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers > 1:
         # The checks above ran once, here, so a bad setting is one line rather than N workers
         # failing; each worker then opens its own connections.
-        await service.stop()
+        await service.release()
         from ptsp_gate.services import workers
 
         return workers.serve(args.service, args.host, args.port, args.workers)
@@ -164,6 +164,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     # must not turn into death-by-signal, so the handler it restores is a no-op.
     signal.signal(signal.SIGTERM, lambda *_: None)
     await server.serve()
+    if service.failed:
+        raise CommandError(f"{args.service}: the Kafka consumer stopped (see the log above)")
     return 0 if server.started else 1
 
 

@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -88,6 +89,7 @@ class Service:
             max_backoff_s=settings.retry_max_delay_s,
         )
         self._handler: BatchHandler | None = None
+        self.failed = False  # the consumer died under a running server; the process must go
         self._backoff = Backoff(max_s=settings.retry_max_delay_s)
         self._lag_task: asyncio.Task[None] | None = None
         self._background_task: asyncio.Task[None] | None = None
@@ -158,6 +160,12 @@ class Service:
                 f"database schema is behind ({', '.join(missing)}): run `ptsp-gate migrate`"
             )
         self._handler = self.spec.make_handler(self.pool, self.metrics)
+
+    async def release(self) -> None:
+        """Undo open() alone, for a process that only checked that the service can start."""
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
 
     async def run_background(self) -> None:
         self.relay.start()
@@ -234,6 +242,9 @@ class Service:
         return problems
 
     def asgi_app(self) -> AsgiFastStream:
+        return _ExitWhenBrokerDies(self._faststream_app(), self)  # type: ignore[return-value]
+
+    def _faststream_app(self) -> AsgiFastStream:
         @get
         async def health(scope: Any) -> AsgiResponse:
             return _json_response({"status": "alive", "service": self.spec.name}, 200)
@@ -269,3 +280,44 @@ def _json_response(body: dict[str, Any], status: int) -> AsgiResponse:
 
 def _is_expected(exc: BaseException) -> bool:
     return isinstance(exc, (TransientFailure, *TRANSIENT_DB_ERRORS))
+
+
+class _ExitWhenBrokerDies:
+    """FastStream starts the broker after the server reports startup complete; if that start
+    fails (a consumer that cannot join its group, say), the HTTP side would keep answering while
+    nothing consumes. A process in that state exits instead, non-zero, so whatever supervises it
+    (Kubernetes, compose, the worker supervisor) starts a fresh one."""
+
+    def __init__(self, app: AsgiFastStream, service: Service) -> None:
+        self._app = app
+        self._service = service
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._app, name)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self._app(scope, receive, send)
+            return
+        stopping = False
+
+        async def watched_receive() -> Any:
+            nonlocal stopping
+            message = await receive()
+            stopping = stopping or message.get("type") == "lifespan.shutdown"
+            return message
+
+        async def watched_send(message: Any) -> None:
+            if message.get("type") == "lifespan.shutdown.failed" and not stopping:
+                self._service.failed = True
+                log.error(
+                    "the Kafka consumer stopped; exiting so that a new process takes over",
+                    service=self._service.spec.name,
+                    error=(str(message.get("message", "")).strip().splitlines() or [""])[-1],
+                )
+                with contextlib.suppress(Exception):
+                    await self._service.stop()
+                signal.raise_signal(signal.SIGTERM)  # the server's own graceful exit
+            await send(message)
+
+        await self._app(scope, watched_receive, watched_send)
