@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -23,6 +23,11 @@ class Settings(BaseSettings):
     )
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
+    )
+    # The URL carries the password, so it may come from a mounted secret file instead; the file
+    # wins, as for the Kafka secrets.
+    database_url_file: Path | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL_FILE", "database_url_file")
     )
 
     # Kafka security. Secrets come from the environment or, preferably, from files (mounted
@@ -63,6 +68,21 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     data_dir: Path = Path(".ptsp-gate")
+
+    @model_validator(mode="after")
+    def _database_url_from_file(self) -> Settings:
+        if self.database_url_file is not None:
+            try:
+                url = self.database_url_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(
+                    f"cannot read DATABASE_URL_FILE {self.database_url_file}: {exc.strerror}"
+                ) from exc
+            if not url:
+                raise ValueError(f"DATABASE_URL_FILE {self.database_url_file} is empty")
+            # Frozen model: the one place a value is derived after validation.
+            object.__setattr__(self, "database_url", url)
+        return self
 
     @field_validator("kafka_bootstrap_servers", mode="before")
     @classmethod
