@@ -200,8 +200,6 @@ class OutboxRelay:
                 await conn.close(timeout=2)
 
     async def _publish_loop(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> None:
-        last_gauge = 0.0
-        loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
             # Read before fetching: stopping ends the loop only after a fetch that began after the
@@ -214,9 +212,6 @@ class OutboxRelay:
             if rows:
                 await self._publish(conn, producer, rows)
                 self.last_error = None
-            if loop.time() - last_gauge > 1.0 or not rows:
-                await self._update_gauges(conn)
-                last_gauge = loop.time()
             if rows:
                 continue
             if stopping:
@@ -246,10 +241,16 @@ class OutboxRelay:
         for kind, n in kinds.items():
             self._metrics.outbox_published.labels(kind).inc(n)
 
-    async def _update_gauges(self, conn: asyncpg.Connection) -> None:
-        row = await conn.fetchrow("SELECT count(*) AS n, min(created_at) AS oldest FROM outbox")
-        assert row is not None
-        self._metrics.outbox_pending.set(row["n"])
-        oldest = row["oldest"]
-        age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
-        self._metrics.outbox_oldest_age.set(max(age, 0.0))
+
+async def sample_backlog(conn: asyncpg.Connection, metrics: Metrics) -> None:
+    """Backlog gauges, read by every instance whether or not it leads the relay: a leader that
+    cannot publish (broker down) must still show the backlog growing."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS n,"
+        " (SELECT created_at FROM outbox ORDER BY id LIMIT 1) AS oldest FROM outbox"
+    )
+    assert row is not None
+    metrics.outbox_pending.set(row["n"])
+    oldest = row["oldest"]
+    age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
+    metrics.outbox_oldest_age.set(max(age, 0.0))

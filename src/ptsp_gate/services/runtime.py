@@ -26,6 +26,7 @@ from ptsp_gate.adapters.postgres import TRANSIENT_DB_ERRORS, create_pool
 from ptsp_gate.config import Settings
 from ptsp_gate.observability.logging import get_logger
 from ptsp_gate.observability.metrics import Metrics, mark_process_dead
+from ptsp_gate.services import outbox
 from ptsp_gate.services.errors import TransientFailure
 from ptsp_gate.services.intake import RawRecord
 from ptsp_gate.services.outbox import OutboxRelay
@@ -79,6 +80,10 @@ class Service:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.metrics.set_build(spec.policy_version)
+        # Series that exist from the start, so rate() and increase() see their first events.
+        self.metrics.records_received.labels(spec.topic)
+        self.metrics.retries.labels(spec.name)
+        self.metrics.retries.labels("outbox_relay")
         self.broker: KafkaBroker = kafka.make_broker(settings, self.metrics.registry)
         self.pool: asyncpg.Pool | None = None
         self.relay = OutboxRelay(
@@ -169,7 +174,7 @@ class Service:
 
     async def run_background(self) -> None:
         self.relay.start()
-        self._lag_task = asyncio.create_task(self._sample_lag(), name="lag-sampler")
+        self._lag_task = asyncio.create_task(self._sample(), name="gauge-sampler")
         if self.spec.background is not None and self.pool is not None:
             self._background_task = asyncio.create_task(
                 self.spec.background(self.pool, self.metrics), name=f"{self.spec.name}-background"
@@ -199,9 +204,16 @@ class Service:
         mark_process_dead(os.getpid())
         log.info("service stopped", service=self.spec.name)
 
-    async def _sample_lag(self, every_s: float = 5.0) -> None:
+    async def _sample(self, every_s: float = 5.0) -> None:
+        """Gauges sampled on a timer: consumer lag, and the outbox backlog."""
         while True:
             await asyncio.sleep(every_s)
+            if self.pool is not None:
+                try:
+                    async with asyncio.timeout(every_s), self.pool.acquire() as conn:
+                        await outbox.sample_backlog(conn, self.metrics)
+                except Exception as exc:  # advisory, as lag is
+                    log.debug("outbox sampling failed", error=str(exc))
             consumer = self._subscriber.consumer
             if consumer is None:
                 continue
