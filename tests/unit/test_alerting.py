@@ -261,3 +261,13 @@ def test_dashboard_queries_are_valid_promql(promtool: str, tmp_path: Path) -> No
     path = tmp_path / "dashboard.rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     _run(promtool, "check", "rules", str(path))
+
+
+def test_every_alert_has_a_runbook_section() -> None:
+    runbook = (ROOT / "docs" / "operations.md").read_text()
+    headings = {h.strip() for h in re.findall(r"^### (.+)$", runbook, re.M)}
+    for alert in _alerts():
+        name = alert["alert"]
+        assert name in headings, f"docs/operations.md has no section for {name}"
+        anchor = alert["annotations"]["runbook_url"].rsplit("#", 1)[1]
+        assert anchor == name.lower()
