@@ -27,6 +27,7 @@ async def dispatch(args: argparse.Namespace) -> int:
         "employer": _employer,
         "enrolment": _enrolment,
         "policy": _policy,
+        "dlq": _dlq,
     }[args.command]
     return await handler(args, settings)
 
@@ -194,3 +195,9 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> int:
     from ptsp_gate.cli.dev import run_dev
 
     return await run_dev(args, settings)
+
+
+async def _dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from ptsp_gate.cli import dlq_commands
+
+    return await dlq_commands.run(args, settings)

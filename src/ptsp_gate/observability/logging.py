@@ -15,7 +15,7 @@ _LONG_DIGITS = re.compile(r"(?<!\d)(\d{11,12})(\d{4})(?!\d)")
 _SENSITIVE_KEYS = {"npwp", "nik"}
 
 
-def _mask_text(text: str) -> str:
+def mask_text(text: str) -> str:
     return _LONG_DIGITS.sub(lambda m: "*" * len(m.group(1)) + m.group(2), text)
 
 
@@ -26,7 +26,7 @@ def mask_sensitive(
         if key in _SENSITIVE_KEYS and isinstance(value, str):
             event[key] = "*" * max(len(value) - 4, 0) + value[-4:]
         elif isinstance(value, str) and key != "nib":
-            event[key] = _mask_text(value)
+            event[key] = mask_text(value)
     return event
 
 
@@ -53,7 +53,6 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     tail: list[Any] = [structlog.processors.format_exc_info, mask_sensitive, _head_first, renderer]
-    _stream.target = sys.stderr
     # Our own lines skip the standard library's LogRecord machinery: at a line per decision, that
     # machinery cost more than the decision. Foreign loggers (FastStream, aiokafka, uvicorn) go
     # through the root handler below and come out in the same shape.
@@ -81,15 +80,14 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
 
 
 class _Stream:
-    """Where log lines go, looked up per write so a reconfiguration reaches loggers made earlier."""
-
-    target: Any = sys.stderr
+    """Standard error as it is at each write (not when logging was configured), so a replaced
+    stream, such as a test's capture, is followed and a closed one is never written to."""
 
     def write(self, text: str) -> int:
-        return int(self.target.write(text))
+        return sys.stderr.write(text)
 
     def flush(self) -> None:
-        self.target.flush()
+        sys.stderr.flush()
 
 
 _stream = _Stream()

@@ -69,8 +69,12 @@ class Invalid:
     @property
     def event_key(self) -> str:
         """ce_id when readable; otherwise a digest of the bytes, so a redelivery dedupes too."""
-        if self.event_id:
-            return self.event_id
+        return self.event_id or self.content_key
+
+    @property
+    def content_key(self) -> str:
+        """A digest of the record's value and headers: the key a dead letter is recorded under
+        (see `idempotency.claim_dead_letters`)."""
         digest = hashlib.sha256(self.record.value or b"")
         for k, v in self.record.headers:
             digest.update(k.encode("utf-8", "replace") + b"\0" + (v or b"") + b"\0")

@@ -92,7 +92,7 @@ class EnrolmentSync:
             if invalid:
                 # Dedupe dead letters too, so a redelivered bad record is not dead-lettered twice.
                 unique = {i.event_key: i for i in reversed(invalid)}
-                fresh = await idempotency.claim(conn, invalid[0].record.topic, unique)
+                fresh = await idempotency.claim_dead_letters(conn, invalid[0].record.topic, unique)
                 dead = [i for k, i in unique.items() if k in fresh]
                 now = self._clock()
                 await outbox.insert(

@@ -148,8 +148,12 @@ class PermitChecker:
         if not unique:
             return []
         topic = items[0].record.topic
+        accepted = [key for key, item in unique.items() if isinstance(item, Valid)]
+        dead = {key: item for key, item in unique.items() if isinstance(item, Invalid)}
         async with self._pool.acquire() as conn, conn.transaction():
-            fresh = await idempotency.claim(conn, topic, unique)
+            fresh = await idempotency.claim(conn, topic, accepted) if accepted else set()
+            # Not by ce_id: a dead letter must stay replayable once its cause is fixed.
+            fresh |= await idempotency.claim_dead_letters(conn, topic, dead)
             todo = [item for key, item in unique.items() if key in fresh]
             if not todo:
                 return []
