@@ -152,6 +152,7 @@ def exposed_names() -> set[str]:
     """Every series name a service's /metrics can show: the domain metrics and FastStream's,
     registered exactly as the services register them."""
     metrics = Metrics()
+    metrics.expose_enrolment_projection()  # as enrolment-sync does
     settings = Settings(
         kafka_bootstrap_servers=["127.0.0.1:9092"], kafka_security_protocol="PLAINTEXT"
     )

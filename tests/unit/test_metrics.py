@@ -28,3 +28,11 @@ def test_build_info_names_version_and_policy() -> None:
     (line,) = _lines(m, "ptsp_gate_build_info{")
     assert f'version="{__version__}"' in line
     assert 'policy_version="2025.1"' in line
+
+
+def test_projection_gauges_only_where_the_projection_is_read() -> None:
+    m = Metrics()
+    assert not _lines(m, "ptsp_gate_enrolment_newest_as_of_timestamp_seconds")
+    m.expose_enrolment_projection()
+    m.expose_enrolment_projection()  # idempotent
+    assert _lines(m, "ptsp_gate_enrolment_newest_as_of_timestamp_seconds")

@@ -128,7 +128,7 @@ class Metrics:
             "ptsp_gate_enrolment_newest_as_of_timestamp_seconds",
             "Newest as_of (Unix time) in the enrolment projection: how fresh BPJS TK's data is.",
             multiprocess_mode="livemax",
-            registry=r,
+            registry=None,  # see expose_enrolment_projection()
         )
         self.enrolment_records = Gauge(
             "ptsp_gate_enrolment_records",
@@ -136,7 +136,7 @@ class Metrics:
             "maximum enrolment age (fresh or stale).",
             ["freshness"],
             multiprocess_mode="livemax",
-            registry=r,
+            registry=None,  # see expose_enrolment_projection()
         )
         # A gauge, not prometheus-client's Info: Info cannot be shared between worker processes.
         self.build_info = Gauge(
@@ -147,6 +147,15 @@ class Metrics:
             registry=r,
         )
         self._lag_series: set[tuple[str, str, str]] = set()
+        self._projection_exposed = False
+
+    def expose_enrolment_projection(self) -> None:
+        """Add the projection's freshness gauges. Only enrolment-sync reads the projection; on
+        permit-checker they would sit at 0 and mislead whoever reads its /metrics."""
+        if not self._projection_exposed:
+            self.registry.register(self.enrolment_newest_as_of)
+            self.registry.register(self.enrolment_records)
+            self._projection_exposed = True
 
     def set_build(self, policy_version: str) -> None:
         self.build_info.labels(__version__, policy_version).set(1)

@@ -40,6 +40,7 @@ async def projection_metrics_refresher(
     """Bulk imports run as a command, not in the service; their row counts are recorded in the
     database and exposed here, so one /metrics shows both paths. The projection's freshness is
     read here too: it moves with imports as well as with the stream."""
+    metrics.expose_enrolment_projection()
     next_freshness = 0.0
     while True:
         try:
