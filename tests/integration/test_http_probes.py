@@ -12,6 +12,7 @@ import subprocess
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +55,16 @@ def _json_lines(output: str) -> list[dict[str, object]]:
         except ValueError:
             pytest.fail(f"log line is not JSON: {line[:300]}")
     return parsed
+
+
+def _workers(parent: int) -> list[int]:
+    """The worker processes under a `run --workers` supervisor (not multiprocessing's helpers)."""
+    found = []
+    for child in Path(f"/proc/{parent}/task/{parent}/children").read_text().split():
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+        if b"spawn_main" in cmdline:
+            found.append(int(child))
+    return found
 
 
 def _get(port: int, path: str) -> tuple[int, str]:
@@ -168,13 +179,37 @@ async def test_workers_share_one_port_and_one_merged_exposition(settings, produc
         assert "pid=" not in "".join(
             line for line in body.splitlines() if line.startswith("ptsp_gate_")
         )
+
+        # A worker killed outright is replaced; the work goes on and its counts are kept.
+        os.kill(_workers(proc.pid)[0], signal.SIGKILL)
+        more = [demo.application(2000 + i, workers=0, now=now) for i in range(n)]
+        await send(
+            producer, settings.topic_applications, [demo.application_record(a) for a in more]
+        )
+
+        async def all_decided_again() -> bool:
+            return await db.fetchval("SELECT count(*) FROM compliance_decision") == 2 * n
+
+        # The dead member holds its partitions until its session times out and the group rebalances.
+        await eventually(all_decided_again, timeout=180)
+
+        async def two_workers() -> bool:
+            return len(_workers(proc.pid)) == 2
+
+        await eventually(two_workers, timeout=30)
+
+        async def merged_again() -> bool:
+            status, body = await asyncio.to_thread(_get, port, "/metrics")
+            return status == 200 and decided_total(body) == 2 * n
+
+        await eventually(merged_again, timeout=30)
     finally:
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(proc.wait, 60)
     output = _output(proc)
     assert code == 0, output[-3000:]
     events = [x["event"] for x in _json_lines(output)]
-    # Every worker that got as far as consuming drained on SIGTERM. (A worker still joining the
-    # group when the signal came never started, and has nothing to drain.)
-    assert events.count("service started") >= 1
-    assert events.count("service stopped") >= events.count("service started")
+    # Every worker that got as far as consuming drained on SIGTERM, but for the one killed. (A
+    # worker still joining the group when the signal came never started: nothing to drain.)
+    assert events.count("service started") >= 2
+    assert events.count("service stopped") >= events.count("service started") - 1
