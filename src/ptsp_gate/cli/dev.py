@@ -83,6 +83,8 @@ async def run_dev(args: argparse.Namespace, settings: Settings) -> int:
             exe = _ptsp_gate_command()
             _say(f"  {prefix}{exe} flagged")
             _say(f"  {prefix}{exe} employer {demo.nib(6)}")
+            kafka = f"KAFKA_BOOTSTRAP_SERVERS={','.join(bootstrap)} "
+            _say(f"  {kafka}{prefix}{exe} dlq list")
             _say(f"Service logs: {settings.data_dir / 'logs'}")
             if not args.exit_after_demo:
                 _say("Running; press Ctrl-C to stop.")
