@@ -22,10 +22,14 @@ def mask_text(text: str) -> str:
 def mask_sensitive(
     _logger: Any, _name: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    for key, value in list(event.items()):
-        if key in _SENSITIVE_KEYS and isinstance(value, str):
+    # Runs on every line, a line per decision: a string shorter than 15 characters cannot hold
+    # an NPWP or NIK, and most values are, so they skip the regular expression.
+    for key, value in event.items():
+        if not isinstance(value, str):
+            continue
+        if key in _SENSITIVE_KEYS:
             event[key] = "*" * max(len(value) - 4, 0) + value[-4:]
-        elif isinstance(value, str) and key != "nib":
+        elif len(value) >= 15 and key != "nib" and _LONG_DIGITS.search(value):
             event[key] = mask_text(value)
     return event
 
