@@ -178,6 +178,7 @@ async def test_sigterm_while_busy_drains_commits_and_resumes(settings, producer,
         if proc.poll() is None:
             proc.kill()
     decided_before = await db.fetchval("SELECT count(*) FROM compliance_decision")
+    assert decided_before < n  # stopped while busy, not after the work was done
     # Drained: everything committed in PostgreSQL was also published before exit.
     assert await db.fetchval("SELECT count(*) FROM outbox") == 0
     published = await read_topic(bootstrap, settings.topic_decisions, decided_before, timeout=10)

@@ -63,6 +63,14 @@ def test_valid_structured_event() -> None:
             ),
             "UNKNOWN_TYPE",
         ),
+        (
+            lambda r: Rec(r.value, [(k, b"a\x00b" if k == "ce_id" else v) for k, v in r.headers]),
+            "MALFORMED_ENVELOPE",
+        ),
+        (
+            lambda r: Rec(r.value, [(k, b"x.\x00" if k == "ce_type" else v) for k, v in r.headers]),
+            "MALFORMED_ENVELOPE",
+        ),
         (lambda r: Rec(b"[1]", r.headers), "SCHEMA_VIOLATION"),
         (lambda r: Rec(b'{"application_id": "A"}', r.headers), "SCHEMA_VIOLATION"),
         (
@@ -117,6 +125,17 @@ def test_dlq_headers_keep_the_originals_and_name_the_error() -> None:
     assert named["ptsp-gate-source-topic"] == b"apps"
     assert named["ptsp-gate-source-offset"] == b"7"
     assert named["ptsp-gate-failed-at"] == NOW.isoformat().encode()
+
+
+def test_a_header_name_too_long_to_store_is_left_out_of_the_dead_letter() -> None:
+    from ptsp_gate.schemas.cloudevents import pack_headers, unpack_headers
+
+    rec = Rec(b"nope", [("x" * 70_000, b"v"), ("ok", b"1")])
+    item = read(rec)
+    assert isinstance(item, intake.Invalid)
+    headers = intake.dlq_headers(item, NOW)
+    assert headers[0][0] == "ok"
+    assert unpack_headers(pack_headers(headers)) == headers
 
 
 def test_field_reads_only_plausible_strings() -> None:

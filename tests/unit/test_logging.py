@@ -22,6 +22,7 @@ def test_npwp_and_nik_are_masked_in_fields_messages_and_foreign_logs(capsys) -> 
     text = json.dumps(lines)
     for secret in ("013000666091000", "0013000666091000", "7314015505900001"):
         assert secret not in text
+    assert [line["logger"] for line in lines] == ["t", "aiokafka.other"]
     first = lines[0]
     assert first["npwp"].endswith("1000")
     assert first["nib"] == "9120000000001"  # NIB is the public business id: kept for tracing

@@ -8,6 +8,7 @@ on input. Everything here is pure: records in, values or `EnvelopeError` out.
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -57,6 +58,10 @@ def _required(attrs: dict[str, Any], name: str) -> str:
         raise EnvelopeError("MALFORMED_ENVELOPE", f"CloudEvents attribute '{name}' is missing")
     if len(value) > 256:
         raise EnvelopeError("MALFORMED_ENVELOPE", f"CloudEvents attribute '{name}' is too long")
+    if "\x00" in value:
+        # PostgreSQL text cannot hold NUL, and the id is stored: such a record would be refused
+        # by the database on every retry of its batch.
+        raise EnvelopeError("MALFORMED_ENVELOPE", f"CloudEvents attribute '{name}' contains NUL")
     return value
 
 
@@ -155,4 +160,27 @@ def binary_headers(
     ]
     if subject is not None:
         headers.append(("ce_subject", subject.encode()))
+    return headers
+
+
+def pack_headers(headers: Headers) -> bytes:
+    """Headers as one bytea (length-prefixed pairs): one column instead of ragged arrays."""
+    out = bytearray()
+    for k, v in headers:
+        kb = k.encode("utf-8")
+        vb = v or b""
+        out += struct.pack(">HI", len(kb), len(vb)) + kb + vb
+    return bytes(out)
+
+
+def unpack_headers(blob: bytes) -> Headers:
+    headers: Headers = []
+    pos = 0
+    while pos < len(blob):
+        klen, vlen = struct.unpack_from(">HI", blob, pos)
+        pos += 6
+        key = blob[pos : pos + klen].decode("utf-8")
+        pos += klen
+        headers.append((key, blob[pos : pos + vlen]))
+        pos += vlen
     return headers

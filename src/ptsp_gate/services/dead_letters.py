@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ptsp_gate.schemas.cloudevents import EnvelopeError, Headers, decode
+from ptsp_gate.schemas.cloudevents import EnvelopeError, Headers, decode, pack_headers
 from ptsp_gate.schemas.export import DLQ_ERROR_CODES
 
 # The codes `intake` and the services write into `ptsp-gate-error-code` (the contract's list).
@@ -198,9 +198,7 @@ class DeadLetter:
         h = hashlib.sha256()
         for part in (self.key, self.value):
             h.update(b"\x00" if part is None else b"\x01" + struct.pack(">I", len(part)) + part)
-        for k, v in self.headers:
-            kb = k.encode("utf-8")
-            h.update(struct.pack(">HI", len(kb), len(v)) + kb + v)
+        h.update(pack_headers(list(self.headers)))
         return h.hexdigest()
 
 

@@ -177,7 +177,10 @@ def dlq_headers(invalid: Invalid, now: datetime | None = None) -> Headers:
     value = invalid.record.value or b""
     if invalid.code == "OVERSIZED":
         extra.append(("ptsp-gate-original-size", str(len(value)).encode()))
-    return [*((k, v or b"") for k, v in invalid.record.headers), *extra]
+    # The outbox frames a header name in 16 bits; a longer name (which no real producer sends)
+    # would stop the dead letter from being stored at all, so that header alone is left out.
+    kept = [(k, v or b"") for k, v in invalid.record.headers if len(k.encode("utf-8")) <= 0xFFFF]
+    return [*kept, *extra]
 
 
 def dlq_value(invalid: Invalid) -> bytes | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from ptsp_gate.adapters.postgres import TRANSIENT_DB_ERRORS, connect
 from ptsp_gate.observability.logging import get_logger
 from ptsp_gate.observability.metrics import Metrics
-from ptsp_gate.schemas.cloudevents import Headers
+from ptsp_gate.schemas.cloudevents import Headers, pack_headers, unpack_headers
 from ptsp_gate.services import intake
 from ptsp_gate.services.intake import Invalid
 
@@ -68,29 +67,6 @@ def note_dead_letter(metrics: Metrics, dlq_topic: str, invalid: Invalid, **conte
     )
 
 
-def pack_headers(headers: Headers) -> bytes:
-    """Headers as one bytea (length-prefixed pairs): one column instead of ragged arrays."""
-    out = bytearray()
-    for k, v in headers:
-        kb = k.encode("utf-8")
-        vb = v or b""
-        out += struct.pack(">HI", len(kb), len(vb)) + kb + vb
-    return bytes(out)
-
-
-def unpack_headers(blob: bytes) -> Headers:
-    headers: Headers = []
-    pos = 0
-    while pos < len(blob):
-        klen, vlen = struct.unpack_from(">HI", blob, pos)
-        pos += 6
-        key = blob[pos : pos + klen].decode("utf-8")
-        pos += klen
-        headers.append((key, blob[pos : pos + vlen]))
-        pos += vlen
-    return headers
-
-
 async def insert(conn: asyncpg.Connection, rows: Sequence[OutboxRow]) -> None:
     if not rows:
         return
@@ -130,8 +106,6 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._producer: AIOKafkaProducer | None = None
-        self.is_leader = False
-        self.last_error: str | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
@@ -152,9 +126,6 @@ class OutboxRelay:
                 await self._producer.stop()
             self._producer = None
 
-    def wake(self) -> None:
-        self._wake.set()
-
     async def _run(self) -> None:
         backoff = 0.1
         while True:
@@ -164,12 +135,9 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any failure: back off, reconnect, keep the rows
-                self.is_leader = False
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                error = f"{type(exc).__name__}: {exc}"
                 self._metrics.retries.labels("outbox_relay").inc()
-                log.warning(
-                    "outbox relay failed; retrying", error=self.last_error, retry_in_s=backoff
-                )
+                log.warning("outbox relay failed; retrying", error=error, retry_in_s=backoff)
                 if self._stopping.is_set():
                     return
                 with contextlib.suppress(TimeoutError):
@@ -182,12 +150,10 @@ class OutboxRelay:
         conn = await connect(self._dsn)
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK):
-                self.is_leader = False
                 if self._stopping.is_set():
                     return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), 1.0)
-            self.is_leader = True
             await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
             if self._producer is None:
                 producer = self._producer_factory()
@@ -195,7 +161,6 @@ class OutboxRelay:
                 self._producer = producer
             await self._publish_loop(conn, self._producer)
         finally:
-            self.is_leader = False
             with contextlib.suppress(*TRANSIENT_DB_ERRORS, asyncpg.PostgresError):
                 await conn.close(timeout=2)
 
@@ -211,8 +176,6 @@ class OutboxRelay:
             )
             if rows:
                 await self._publish(conn, producer, rows)
-                self.last_error = None
-            if rows:
                 continue
             if stopping:
                 return

@@ -164,7 +164,7 @@ class PermitChecker:
             complete = await complete_regions(conn, {i.payload.region_code for i in valid})
             now = self._clock()
             decided = [self._decide(item, enrolments, complete, now) for item in todo]
-            await self._store(conn, [i for i in todo if isinstance(i, Valid)], decided)
+            await self._store(conn, valid, decided)
         return decided
 
     def _decide(
