@@ -13,6 +13,10 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# Kafka's legal topic characters; a name with others could not even be written as a `dlq replay`
+# address.
+_TOPIC_CHARS = r"^[A-Za-z0-9._-]{1,249}$"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PTSP_GATE_", extra="ignore", frozen=True)
@@ -43,10 +47,12 @@ class Settings(BaseSettings):
     kafka_ssl_key_password: SecretStr | None = None
     kafka_ssl_key_password_file: Path | None = None
 
-    topic_applications: str = "ptsp.permit-applications.v1"
-    topic_enrolment: str = "bpjstk.employer-enrolment.v1"
-    topic_decisions: str = "compliance.permit-decisions.v1"
-    dlq_suffix: str = ".dlq"
+    topic_applications: str = Field(default="ptsp.permit-applications.v1", pattern=_TOPIC_CHARS)
+    topic_enrolment: str = Field(default="bpjstk.employer-enrolment.v1", pattern=_TOPIC_CHARS)
+    topic_decisions: str = Field(default="compliance.permit-decisions.v1", pattern=_TOPIC_CHARS)
+    # Non-empty: an empty suffix would make a dead-letter topic the input topic itself, and a bad
+    # record would be read back for ever.
+    dlq_suffix: str = Field(default=".dlq", pattern=_TOPIC_CHARS)
 
     group_permit_checker: str = "ptsp-gate-permit-checker"
     group_enrolment_sync: str = "ptsp-gate-enrolment-sync"
@@ -68,6 +74,22 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     data_dir: Path = Path(".ptsp-gate")
+
+    @model_validator(mode="after")
+    def _topics_distinct(self) -> Settings:
+        topics = self.all_topics()
+        if len(set(topics)) != len(topics):
+            raise ValueError(
+                "topic settings must name different topics (inputs, decisions and their "
+                f"dead-letter topics): {', '.join(topics)}"
+            )
+        return self
+
+    @field_validator("policy_dir", mode="before")
+    @classmethod
+    def _empty_policy_dir_is_unset(cls, value: object) -> object:
+        # An empty variable would otherwise mean the current directory, silently.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _database_url_from_file(self) -> Settings:

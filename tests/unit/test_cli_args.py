@@ -56,6 +56,11 @@ def test_services_need_their_connections(monkeypatch, capsys) -> None:
         ("PTSP_GATE_BATCH_MAX_RECORDS", "0"),
         ("PTSP_GATE_MAX_EVENT_BYTES", "1"),
         ("PTSP_GATE_LOG_LEVEL", "LOUD"),
+        # A dead-letter topic equal to its input would feed bad records back for ever.
+        ("PTSP_GATE_DLQ_SUFFIX", ""),
+        ("PTSP_GATE_TOPIC_DECISIONS", "ptsp.permit-applications.v1"),
+        ("PTSP_GATE_TOPIC_ENROLMENT", "ptsp.permit-applications.v1"),
+        ("PTSP_GATE_TOPIC_APPLICATIONS", "apps/v1"),
     ],
 )
 def test_bad_configuration_is_one_line(monkeypatch, capsys, name, value) -> None:
@@ -63,7 +68,33 @@ def test_bad_configuration_is_one_line(monkeypatch, capsys, name, value) -> None
     assert main(["flagged"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert err[0].startswith("ptsp-gate flagged: configuration ")
+    assert err[0].startswith("ptsp-gate flagged: configuration")
+    if "topic" not in err[0]:
+        assert name in err[0]  # the variable, as the operator wrote it
+
+
+def test_an_empty_policy_directory_means_the_packaged_policy(monkeypatch) -> None:
+    from ptsp_gate.config import Settings
+
+    monkeypatch.setenv("PTSP_GATE_POLICY_DIR", "")
+    assert Settings().policy_dir is None
+
+
+def test_a_database_error_under_any_command_is_one_line(monkeypatch, capsys) -> None:
+    import asyncpg
+
+    from ptsp_gate.cli import commands
+
+    async def refused(args, settings):  # type: ignore[no-untyped-def]
+        raise asyncpg.InsufficientPrivilegeError("permission denied for table compliance_decision")
+
+    monkeypatch.setattr(commands, "dispatch", lambda args: refused(args, None))
+    assert main(["flagged"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "ptsp-gate flagged: PostgreSQL: InsufficientPrivilegeError: "
+        "permission denied for table compliance_decision"
+    ]
 
 
 def test_bad_policy_directory_is_one_line(monkeypatch, capsys, tmp_path) -> None:

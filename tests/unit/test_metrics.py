@@ -36,3 +36,16 @@ def test_projection_gauges_only_where_the_projection_is_read() -> None:
     m.expose_enrolment_projection()
     m.expose_enrolment_projection()  # idempotent
     assert _lines(m, "ptsp_gate_enrolment_newest_as_of_timestamp_seconds")
+
+
+def test_a_worker_that_cannot_start_exits_as_a_startup_failure(monkeypatch) -> None:
+    # Any other exit code would have the worker supervisor restart it for ever.
+    import pytest
+    from uvicorn.config import STARTUP_FAILURE
+
+    from ptsp_gate.services import workers
+
+    monkeypatch.setenv(workers.SERVICE_ENV, "no-such-service")
+    with pytest.raises(SystemExit) as exc:
+        workers.create_app()
+    assert exc.value.code == STARTUP_FAILURE

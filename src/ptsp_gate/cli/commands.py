@@ -150,7 +150,10 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         await service.release()
         from ptsp_gate.services import workers
 
-        return workers.serve(args.service, args.host, args.port, args.workers)
+        try:
+            return workers.serve(args.service, args.host, args.port, args.workers)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
     server = uvicorn.Server(
         uvicorn.Config(
             service.asgi_app(),

@@ -233,6 +233,27 @@ def _add_dlq(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
 
 
+def _setting_name(field: str) -> str:
+    """The environment variable behind a setting, as the operator wrote it."""
+    if field.upper() in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "DATABASE_URL_FILE"):
+        return field.upper()
+    return "PTSP_GATE_" + field.upper()
+
+
+def _infrastructure_error(exc: BaseException) -> str | None:
+    import asyncpg
+    from aiokafka.errors import KafkaError
+
+    text = " ".join(str(exc).split())[:300]
+    if isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError)):
+        return f"PostgreSQL: {type(exc).__name__}: {text}"
+    if isinstance(exc, KafkaError):
+        return f"Kafka: {type(exc).__name__}: {text}"
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or text}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ptsp_gate.cli import commands
@@ -244,8 +265,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        print(f"ptsp-gate {args.command}: configuration {where}: {first['msg']}", file=sys.stderr)
+        where = _setting_name(str(first["loc"][0])) if first["loc"] else ""
+        message = str(first["msg"]).removeprefix("Value error, ")
+        print(
+            f"ptsp-gate {args.command}: configuration{' ' + where if where else ''}: {message}",
+            file=sys.stderr,
+        )
+        return 1
+    except Exception as exc:
+        # PostgreSQL, Kafka or a file failing under any command: one line, not a traceback.
+        line = _infrastructure_error(exc)
+        if line is None:
+            raise
+        print(f"ptsp-gate {args.command}: {line}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

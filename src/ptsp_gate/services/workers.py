@@ -10,27 +10,36 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from ptsp_gate.config import Settings
-from ptsp_gate.observability.metrics import MULTIPROC_ENV, mark_process_dead
+from ptsp_gate.observability.metrics import MULTIPROC_ENV, mark_process_dead, multiprocess_dir
 
 SERVICE_ENV = "PTSP_GATE_WORKER_SERVICE"
 
 
 def create_app() -> Any:
     """The ASGI app of one worker process (uvicorn imports and calls this in each child)."""
+    from uvicorn.config import STARTUP_FAILURE
+
     from ptsp_gate.observability.logging import configure
     from ptsp_gate.policy import load_policy_book
     from ptsp_gate.services.runtime import Service
     from ptsp_gate.services.specs import spec_for
 
-    settings = Settings()
-    configure(settings.log_level, settings.log_format)
-    spec = spec_for(os.environ[SERVICE_ENV], settings, load_policy_book(settings.policy_dir))
-    return Service(spec, settings).asgi_app()
+    try:
+        settings = Settings()
+        configure(settings.log_level, settings.log_format)
+        spec = spec_for(os.environ[SERVICE_ENV], settings, load_policy_book(settings.policy_dir))
+        return Service(spec, settings).asgi_app()
+    except Exception as exc:
+        # The supervisor restarts a worker that dies for any other exit code, and this one would
+        # fail the same way every time.
+        print(f"ptsp-gate worker: cannot start: {exc}", file=sys.stderr)
+        sys.exit(STARTUP_FAILURE)
 
 
 def serve(service: str, host: str, port: int, workers: int) -> int:
@@ -52,11 +61,14 @@ def serve(service: str, host: str, port: int, workers: int) -> int:
                     if process.exitcode == STARTUP_FAILURE:
                         self.failed = True
 
-    configured = os.environ.get(MULTIPROC_ENV)
-    directory = Path(configured) if configured else Path(tempfile.mkdtemp(prefix="ptsp-gate-"))
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.db"):  # values of an earlier run would add to this one's
-        stale.unlink()
+    configured = multiprocess_dir()
+    try:
+        directory = Path(configured) if configured else Path(tempfile.mkdtemp(prefix="ptsp-gate-"))
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):  # values of an earlier run would add to this one's
+            stale.unlink()
+    except OSError as exc:
+        raise ValueError(f"{MULTIPROC_ENV}: {exc}") from exc
     os.environ[MULTIPROC_ENV] = str(directory)
     os.environ[SERVICE_ENV] = service
     config = uvicorn.Config(
