@@ -12,9 +12,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from ptsp_gate.config import Settings
 from ptsp_gate.policy import load_policy_book
-from ptsp_gate.services.enrolment_sync import app as sync_app
-from ptsp_gate.services.permit_checker import app as checker_app
 from ptsp_gate.services.runtime import Service
+from ptsp_gate.services.specs import spec_for
 
 
 @contextlib.asynccontextmanager
@@ -22,11 +21,7 @@ async def services(settings: Settings, *names: str) -> AsyncIterator[dict[str, S
     running: dict[str, Service] = {}
     try:
         for name in names or ("enrolment-sync", "permit-checker"):
-            spec = (
-                checker_app.spec(settings, load_policy_book(settings.policy_dir))
-                if name == "permit-checker"
-                else sync_app.spec(settings, load_policy_book(settings.policy_dir))
-            )
+            spec = spec_for(name, settings, load_policy_book(settings.policy_dir))
             svc = Service(spec, settings)
             await svc.start()
             running[name] = svc
