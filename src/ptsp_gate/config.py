@@ -127,7 +127,10 @@ class Settings(BaseSettings):
     def dlq_topic(self, source_topic: str) -> str:
         return source_topic + self.dlq_suffix
 
+    def input_topics(self) -> list[str]:
+        return [self.topic_applications, self.topic_enrolment]
+
     def all_topics(self) -> list[str]:
         """Every topic ptsp-gate reads or writes, for provisioning embedded and test brokers."""
-        inputs = [self.topic_applications, self.topic_enrolment]
+        inputs = self.input_topics()
         return [*inputs, self.topic_decisions, *(self.dlq_topic(t) for t in inputs)]

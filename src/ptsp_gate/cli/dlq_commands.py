@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from ptsp_gate.cli.errors import CommandError
+from ptsp_gate.cli.errors import CommandError, one_line
 from ptsp_gate.config import Settings
 from ptsp_gate.observability.logging import mask_text
 from ptsp_gate.services.dead_letters import (
@@ -90,10 +90,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def dlq_sources(settings: Settings) -> dict[str, str]:
     """Each configured dead-letter topic and the source topic it serves."""
-    return {
-        settings.dlq_topic(source): source
-        for source in (settings.topic_applications, settings.topic_enrolment)
-    }
+    return {settings.dlq_topic(source): source for source in settings.input_topics()}
 
 
 def resolve_topic(name: str, settings: Settings) -> str:
@@ -184,7 +181,7 @@ async def _connect(dsn: str, timeout_s: float) -> Any:
     except TimeoutError:
         raise CommandError(f"PostgreSQL did not answer within {timeout_s:g} s") from None
     except Exception as exc:
-        raise CommandError(f"cannot connect to PostgreSQL: {_one_line(exc)}") from exc
+        raise CommandError(f"cannot connect to PostgreSQL: {one_line(exc)}") from exc
     try:
         if await migrations.pending(conn):
             raise CommandError("database schema is behind: run `ptsp-gate migrate`")
@@ -201,10 +198,6 @@ def _check_exist(topics: Sequence[str], partitions: Mapping[str, int]) -> None:
             f"{', '.join(missing)} {'does' if len(missing) == 1 else 'do'} not exist on the cluster"
             " (ptsp-gate never creates topics)"
         )
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _operator() -> str:
@@ -527,7 +520,7 @@ async def _publish(conn: Any, plan: Plan, settings: Settings, timeout_s: float) 
         except TimeoutError:
             failures.append(f"Kafka did not take the records within {timeout_s:g} s")
         except Exception as exc:
-            failures.append(_one_line(exc))
+            failures.append(one_line(exc))
         if sent:
             await asyncio.wait([f for _, f in sent], timeout=timeout_s)
         published: list[tuple[Address, str, int, int]] = []
@@ -539,7 +532,7 @@ async def _publish(conn: Any, plan: Plan, settings: Settings, timeout_s: float) 
                 note = " (completed an interrupted replay)" if dead.address in plan.resumed else ""
                 print(f"replayed          {dead.address} -> {target}{note}")
             elif future.done() and not future.cancelled():
-                failures.append(f"{dead.address}: {_one_line(future.exception() or Exception())}")
+                failures.append(f"{dead.address}: {one_line(future.exception() or Exception())}")
             else:
                 failures.append(f"no acknowledgement within {timeout_s:g} s")
         await dlq_replay.finish(conn, published)

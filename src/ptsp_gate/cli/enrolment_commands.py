@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from ptsp_gate.cli.errors import CommandError
+from ptsp_gate.cli.errors import CommandError, one_line
 from ptsp_gate.config import Settings
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ async def _import(args: argparse.Namespace, settings: Settings) -> int:
         try:
             conn = await connect(dsn)
         except Exception as exc:
-            raise CommandError(f"cannot connect to PostgreSQL: {_one_line(exc)}") from exc
+            raise CommandError(f"cannot connect to PostgreSQL: {one_line(exc)}") from exc
         try:
             if await migrations.pending(conn):
                 raise CommandError("database schema is behind: run `ptsp-gate migrate`")
@@ -76,9 +76,9 @@ async def _import(args: argparse.Namespace, settings: Settings) -> int:
                 progress=progress,
             )
         except bulk_import.ImportFailed as exc:
-            raise CommandError(f"{_one_line(exc)}; nothing was imported") from exc
+            raise CommandError(f"{one_line(exc)}; nothing was imported") from exc
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            raise CommandError(f"database error: {_one_line(exc)}; nothing was imported") from exc
+            raise CommandError(f"database error: {one_line(exc)}; nothing was imported") from exc
         finally:
             progress.close()
             await conn.close()
@@ -98,10 +98,6 @@ def _paths(args: argparse.Namespace) -> tuple[Path, Path]:
     if rejects.exists() and rejects.samefile(file):
         raise CommandError("--rejects names the file being imported")
     return file, rejects
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def summary(result: ImportResult) -> str:

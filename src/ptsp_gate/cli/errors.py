@@ -4,3 +4,8 @@ entry module twice (as __main__ and by name), and a class defined there would ex
 
 class CommandError(Exception):
     """An expected failure, reported in one line."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's text on one line (driver messages often span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__

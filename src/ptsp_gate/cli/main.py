@@ -15,7 +15,7 @@ from typing import NoReturn
 from pydantic import ValidationError
 
 from ptsp_gate import __version__
-from ptsp_gate.cli.errors import CommandError
+from ptsp_gate.cli.errors import CommandError, one_line
 from ptsp_gate.schemas.events import ReasonCode
 
 
@@ -244,7 +244,7 @@ def _infrastructure_error(exc: BaseException) -> str | None:
     import asyncpg
     from aiokafka.errors import KafkaError
 
-    text = " ".join(str(exc).split())[:300]
+    text = one_line(exc)[:300]
     if isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError)):
         return f"PostgreSQL: {type(exc).__name__}: {text}"
     if isinstance(exc, KafkaError):
