@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from faststream.kafka.security import parse_security
 
 from ptsp_gate.adapters import kafka
 from ptsp_gate.config import Settings
@@ -57,6 +56,8 @@ class DlqReader:
         self._settings = settings
         self._timeout = timeout_s
         self._consumer: AIOKafkaConsumer | None = None
+        # Built once: the security part reads secret files and makes an SSL context.
+        self._client_args = kafka.client_args(settings)
         self.partitions: dict[str, int] = {}
 
     async def __aenter__(self) -> DlqReader:
@@ -71,18 +72,12 @@ class DlqReader:
     ) -> None:
         await self.close()
 
-    def _client_args(self) -> dict[str, Any]:
-        return {
-            **kafka.client_kwargs(self._settings),
-            **parse_security(kafka.security(self._settings)),
-        }
-
     async def open(self) -> None:
         self.partitions = await bounded(
             "cannot read the cluster's topics", self._topics(), self._timeout
         )
         consumer = AIOKafkaConsumer(
-            **self._client_args(),
+            **self._client_args,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="none",
@@ -100,7 +95,7 @@ class DlqReader:
     async def _topics(self) -> dict[str, int]:
         # The admin client asks for every topic: asking for one by name could create it on a
         # broker that auto-creates topics.
-        admin = AIOKafkaAdminClient(**self._client_args())
+        admin = AIOKafkaAdminClient(**self._client_args)
         try:
             await admin.start()
             described = await admin.describe_topics()

@@ -95,11 +95,15 @@ def make_broker(settings: Settings, registry: CollectorRegistry) -> KafkaBroker:
     )
 
 
+def client_args(settings: Settings) -> dict[str, Any]:
+    """What any aiokafka client of ours needs: the servers, client id and security settings."""
+    return {**client_kwargs(settings), **parse_security(security(settings))}
+
+
 def make_producer(settings: Settings) -> AIOKafkaProducer:
     """The outbox relay's producer: idempotent, so broker retries never duplicate or reorder."""
     return AIOKafkaProducer(
-        **client_kwargs(settings),
-        **parse_security(security(settings)),
+        **client_args(settings),
         enable_idempotence=True,
         acks="all",
         linger_ms=5,

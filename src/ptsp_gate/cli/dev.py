@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
 from ptsp_gate import demo
-from ptsp_gate.adapters import migrations
+from ptsp_gate.adapters import kafka, migrations
 from ptsp_gate.adapters.postgres import connect
 from ptsp_gate.cli.commands import database
 from ptsp_gate.cli.errors import CommandError
@@ -34,6 +34,11 @@ from ptsp_gate.reports import render
 
 READY_TIMEOUT_S = 45
 DECISIONS_TIMEOUT_S = 45
+
+
+def _with_servers(settings: Settings, bootstrap: list[str]) -> Settings:
+    """The settings, with the servers actually in use (the embedded cluster's, say)."""
+    return settings.model_copy(update={"kafka_bootstrap_servers": bootstrap})
 
 
 def _say(text: str = "") -> None:
@@ -173,7 +178,7 @@ async def _demo(settings: Settings, bootstrap: list[str], dsn: str) -> bool:
     now = datetime.now(UTC)
     # A version that grows with every run, so a re-run's enrolment records supersede the last.
     scenarios = demo.scenarios(now, version=int(now.timestamp()))
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    producer = kafka.make_producer(_with_servers(settings, bootstrap))
     await producer.start()
     try:
         enrolments = [s.enrolment for s in scenarios if s.enrolment is not None]
@@ -198,7 +203,7 @@ async def _demo(settings: Settings, bootstrap: list[str], dsn: str) -> bool:
     decisions = await _collect_decisions(
         settings, bootstrap, {s.application["application_id"] for s in scenarios}, now
     )
-    ok = _summarise(scenarios, decisions)
+    ok = _summarise(scenarios, decisions, settings.dlq_topic(settings.topic_applications))
     return await _show_redecision(settings, bootstrap, scenarios, now) and ok
 
 
@@ -209,7 +214,7 @@ async def _show_redecision(
     arrears = next(s for s in scenarios if s.expect_codes == ("ARREARS",))
     assert arrears.enrolment is not None
     paid = {**arrears.enrolment, "arrears_months": 0, "version": arrears.enrolment["version"] + 1}
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    producer = kafka.make_producer(_with_servers(settings, bootstrap))
     await producer.start()
     try:
         key, headers, value = demo.enrolment_record(paid)
@@ -259,7 +264,7 @@ async def _collect_decisions(
 ) -> dict[str, dict[str, Any]]:
     consumer = AIOKafkaConsumer(
         settings.topic_decisions,
-        bootstrap_servers=bootstrap,
+        **kafka.client_args(_with_servers(settings, bootstrap)),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
@@ -279,7 +284,9 @@ async def _collect_decisions(
     return found
 
 
-def _summarise(scenarios: list[demo.Scenario], decisions: dict[str, dict[str, Any]]) -> bool:
+def _summarise(
+    scenarios: list[demo.Scenario], decisions: dict[str, dict[str, Any]], dlq_topic: str
+) -> bool:
     rows = []
     ok = True
     for s in scenarios:
@@ -306,7 +313,7 @@ def _summarise(scenarios: list[demo.Scenario], decisions: dict[str, dict[str, An
         "Decisions: "
         + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         + "; plus 1 unreadable record dead-lettered to "
-        + "ptsp.permit-applications.v1.dlq"
+        + dlq_topic
     )
     if not ok:
         _say("Some outcomes differ from what the demo expects: see the table above.")
