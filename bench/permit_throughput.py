@@ -3,7 +3,8 @@
 
 Run by hand (not a test); see bench/README.md. One run, on one machine:
 
-* infrastructure: the embedded broker (`ptsp-gate broker`) in its own process, and PostgreSQL
+* infrastructure: a local Kafka cluster (`ptsp-gate broker`: librdkafka's mock cluster, or with
+  ``--engine kafka`` Apache Kafka nodes in JVMs that are children of that process), and PostgreSQL
   from DATABASE_URL (a fresh database is created in it and dropped afterwards) or an
   EmbeddedPostgres in a temporary directory; migrations, then an enrolment projection for
   ``--employers`` NIBs loaded straight into the database (a fixed mix of states);
@@ -16,9 +17,10 @@ Run by hand (not a test); see bench/README.md. One run, on one machine:
   input topic with nothing new for them, and the N events are produced again only once every
   instance is ready and holds its share of the partitions (no rebalance inside the window);
 * phase C (latency, ``--skip-latency`` to leave out): with the service caught up, events at a
-  fixed rate for ``--latency-seconds``; the latency of one event is its decision's CreateTime on
-  the decisions topic minus its ce_time (= its send time). A plain consumer on the input topic
-  measures the floor the broker alone imposes;
+  fixed rate for ``--latency-seconds``, once per rate of ``--latency-rates``, one after the other;
+  the latency of one event is its decision's CreateTime on the decisions topic minus its ce_time
+  (= its send time). A plain consumer on the input topic measures the floor the broker alone
+  imposes;
 * the service (every instance, all at once) gets SIGTERM and must exit 0; a report is printed
   and saved as JSON under bench/results/ (the processes' logs next to it).
 
@@ -58,6 +60,7 @@ from aiokafka.errors import OffsetOutOfRangeError
 
 from ptsp_gate import demo
 from ptsp_gate.adapters import migrations
+from ptsp_gate.adapters.embedded.apache_kafka import KAFKA_VERSION, missing_prerequisite
 from ptsp_gate.adapters.postgres import connect
 from ptsp_gate.config import Settings
 from ptsp_gate.schemas.events import EnrolmentState
@@ -68,12 +71,19 @@ RESULTS_DIR = BENCH_DIR / "results"
 
 GOAL_RATE = 10_000  # decisions/s
 GOAL_RATIO = 0.5  # ptsp-gate rate / raw pipe rate
+GOAL_LATENCY_RATE = 500.0  # events/s of the phase C run the latency goal applies to
+GOAL_P99_MS = 50.0  # p99 latency at GOAL_LATENCY_RATE
 
-BROKER_START_TIMEOUT_S = 30.0
+ENGINES = ("mock", "kafka")
+DEFAULT_BROKERS = {"mock": 1, "kafka": 3}
+# Three Apache Kafka JVMs need 12-20 s to format, elect a controller and register on two cores,
+# longer when the machine is busy; the mock is up in well under a second.
+BROKER_START_TIMEOUT_S = {"mock": 30.0, "kafka": 180.0}
 SERVICE_READY_TIMEOUT_S = 60.0
 # --instances: when the instances have not formed their group this long after their start (it
-# takes about 9 s on the embedded broker), they are all started again in a new group, at most
-# GROUP_ATTEMPTS times in all. See Run.form_group.
+# takes about 9 s on the mock broker), they are all started again in a new group, at most
+# GROUP_ATTEMPTS times in all. Needed for the mock's flaky SyncGroup; on Apache Kafka the group
+# forms at the first attempt and the retries never start. See Run.form_group.
 GROUP_FORM_S = 25.0
 GROUP_ATTEMPTS = 8
 STALL_TIMEOUT_S = 60.0  # no new decision (or raw-pipe progress) for this long: give up
@@ -81,9 +91,14 @@ STOP_TIMEOUT_S = 45.0  # SIGTERM to exit, for the service (its graceful timeout 
 DRAIN_TIMEOUT_S = 60.0  # phase C: after the last event is sent, all its decisions must be in
 SETUP_TIMEOUT_S = 120.0  # one setup step (database, producing the events, a consumer's start)
 
-# The mock broker keeps about 5 MiB per partition: uncompressed, 100,000 application events on
-# six partitions would lose their older half before anyone reads them. gzip shrinks them ~10x.
-PRELOAD_COMPRESSION = "gzip"
+# Mock only: the mock broker keeps about 5 MiB per partition, so uncompressed, 100,000
+# application events on six partitions would lose their older half before anyone reads them;
+# gzip shrinks them ~10x. Apache Kafka keeps them all, and gets them as the service's own producer
+# sends records, uncompressed (gzip would add decompression to phases A and B that a real input
+# topic need not have).
+PRELOAD_COMPRESSION: dict[str, str | None] = {"mock": "gzip", "kafka": None}
+# At most this many phase C runs: each gets a letter of its own in the application ids.
+MAX_LATENCY_RATES = 8
 PRODUCER_MAX_BATCH_BYTES = 256 * 1024  # as the service's outbox relay (adapters/kafka.py)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -107,6 +122,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Throughput and latency of ptsp-gate's permit-checker vs a raw aiokafka pipe.",
     )
     p.add_argument("--events", type=int, default=100_000, help="events for phases A and B")
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="mock",
+        help="the broker: mock (librdkafka's mock cluster, the default) or kafka (Apache Kafka "
+        "nodes, needs Java 17+ and the Apache Kafka that scripts/setup installs)",
+    )
+    p.add_argument(
+        "--brokers",
+        type=int,
+        default=None,
+        help="nodes of the cluster, 1 to 9 (default: 1 with mock, 3 with kafka)",
+    )
     p.add_argument("--partitions", type=int, default=6, help="partitions of every bench topic")
     p.add_argument(
         "--batch",
@@ -120,7 +148,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--latency-rate",
         type=float,
         default=None,
-        help="events/s in phase C (default: half the phase B rate)",
+        help="events/s in phase C (default: half the phase B rate); the one-rate form of "
+        "--latency-rates",
+    )
+    p.add_argument(
+        "--latency-rates",
+        metavar="R[,R...]",
+        default=None,
+        help="run phase C once per rate, one after the other; each rate is events/s or 'half' "
+        "(half the phase B rate), e.g. 500,half (default: half)",
     )
     p.add_argument("--latency-seconds", type=float, default=15.0, help="length of phase C")
     p.add_argument(
@@ -173,8 +209,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--batch must be between 1 and 10000")
     if not 1 <= args.employers <= 999_999:
         p.error("--employers must be between 1 and 999999")
-    if args.latency_rate is not None and args.latency_rate <= 0:
-        p.error("--latency-rate must be positive")
+    if args.brokers is None:
+        args.brokers = DEFAULT_BROKERS[args.engine]
+    if not 1 <= args.brokers <= 9:
+        p.error("--brokers must be between 1 and 9")
+    if args.latency_rate is not None and args.latency_rates is not None:
+        p.error("give --latency-rate or --latency-rates, not both")
+    if args.latency_rate is not None:
+        if args.latency_rate <= 0:
+            p.error("--latency-rate must be positive")
+        args.latency_rates = [args.latency_rate]
+    else:
+        try:
+            args.latency_rates = parse_rates(
+                "half" if args.latency_rates is None else args.latency_rates
+            )
+        except ValueError as exc:
+            p.error(f"--latency-rates: {exc}")
     if args.latency_seconds <= 0:
         p.error("--latency-seconds must be positive")
     if not 1 <= args.latency_tick_ms <= 1000:
@@ -182,19 +233,111 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+RateSpec = float | str  # events/s, or "half": half the phase B rate
+
+
+def parse_rates(text: str) -> list[RateSpec]:
+    """'500,half' -> [500.0, 'half']."""
+    rates: list[RateSpec] = []
+    for item in text.split(","):
+        word = item.strip().lower()
+        if word == "half":
+            rates.append("half")
+            continue
+        try:
+            rate = float(word)
+        except ValueError:
+            raise ValueError(f"{item.strip()!r} is neither a number nor 'half'") from None
+        if not (rate > 0 and math.isfinite(rate)):
+            raise ValueError(f"{item.strip()!r}: a rate must be positive")
+        rates.append(rate)
+    if len(rates) > MAX_LATENCY_RATES:
+        raise ValueError(f"at most {MAX_LATENCY_RATES} rates")
+    return rates
+
+
+def resolve_rate(spec: RateSpec, phase_b_rate: float) -> float:
+    return phase_b_rate / 2 if spec == "half" else float(spec)
+
+
+def rate_label(spec: RateSpec) -> str:
+    return "half" if spec == "half" else f"{float(spec):g}"
+
+
+def latency_run_name(index: int, runs: int) -> str:
+    """C with one rate (as before there were several); C1, C2, ... with several."""
+    return "C" if runs == 1 else f"C{index + 1}"
+
+
+def latency_run_letter(index: int) -> str:
+    """The phase letter in the application ids of phase C run `index`: C, D, E, ..."""
+    return chr(ord("C") + index)
+
+
+def engine_name(engine: str, brokers: int) -> str:
+    nodes = f"{brokers} {'node' if brokers == 1 else 'nodes'}"
+    if engine == "kafka":
+        return f"Apache Kafka {KAFKA_VERSION}, {nodes}"
+    return f"librdkafka mock cluster, {brokers} broker{'' if brokers == 1 else 's'}"
+
+
 # --------------------------------------------------------------------------------------------
 # Processes and CPU accounting
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a process from /proc (None when it is gone or unreadable)."""
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat from the state (field 3) on; None when it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    # The command name (field 2) may contain spaces; the fields after it are fixed.
-    fields = stat[stat.rindex(")") + 2 :].split()
+    # The command name (field 2) may contain spaces and parentheses; the fields after it are fixed.
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process from /proc (None when it is gone or unreadable)."""
+    fields = _stat(pid)
+    if fields is None:
+        return None
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+# A process as /proc names it over time: a pid may be reused, a pid with its start time is not.
+ProcessKey = tuple[int, int]
+
+
+def process_tree(root: int) -> dict[ProcessKey, float]:
+    """CPU seconds of `root` and of every live descendant, by (pid, start time).
+
+    /proc/<pid>/task/*/children needs CONFIG_PROC_CHILDREN, which not every kernel has, so the
+    parent links come from one scan of /proc instead."""
+    stats: dict[int, list[str]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            fields = _stat(entry.name)
+            if fields is not None:
+                stats[int(entry.name)] = fields
+    children: dict[int, list[int]] = {}
+    for pid, fields in stats.items():
+        children.setdefault(int(fields[1]), []).append(pid)
+    tree: dict[ProcessKey, float] = {}
+    todo = [root] if root in stats else []
+    while todo:
+        pid = todo.pop()
+        fields = stats[pid]
+        tree[(pid, int(fields[19]))] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+        todo.extend(children.get(pid, ()))
+    return tree
+
+
+def tree_delta(before: dict[ProcessKey, float], after: dict[ProcessKey, float]) -> float | None:
+    """CPU the tree spent between two snapshots: a process that started in between counts whole,
+    one that ended in between is lost (with Apache Kafka that is a node dying, which fails the
+    run anyway)."""
+    if not after:
+        return None
+    return sum(cpu - before.get(key, 0.0) for key, cpu in after.items())
 
 
 def process_name(pid: int) -> str:
@@ -213,6 +356,9 @@ class Child:
         self._log = log_path.open("wb")
         self.terminated_at: float | None = None  # monotonic time of the SIGTERM
         self.exited_at: float | None = None  # monotonic time its exit was first seen
+        # Every descendant seen by tree_cpu(): the broker's JVMs are gone from /proc once they
+        # have stopped, and stop() checks that none outlived the child.
+        self.descendants: set[ProcessKey] = set()
         self.popen = subprocess.Popen(
             argv,
             env=env,
@@ -237,6 +383,32 @@ class Child:
 
     def cpu(self) -> float | None:
         return cpu_seconds(self.pid)
+
+    def tree_cpu(self) -> dict[ProcessKey, float]:
+        """CPU seconds of the child and of its live descendants (see process_tree)."""
+        tree = process_tree(self.pid)
+        self.descendants.update(key for key in tree if key[0] != self.pid)
+        return tree
+
+    def leftovers(self) -> list[int]:
+        """Descendants seen earlier that still run (not merely wait to be reaped)."""
+        alive = []
+        for pid, started in sorted(self.descendants):
+            fields = _stat(pid)
+            if fields is not None and int(fields[19]) == started and fields[0] not in "ZX":
+                alive.append(pid)
+        return alive
+
+    def kill_leftovers(self, grace: float = 5.0) -> None:
+        """SIGKILL to descendants that outlive the child by `grace` seconds (a JVM killed by its
+        parent-death signal needs a moment to go)."""
+        deadline = time.monotonic() + grace
+        while self.leftovers() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in self.leftovers():
+            say(f"{self.name}: pid {pid} ({process_name(pid)}) outlived it; killing it")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def tail(self, lines: int = 5) -> str:
         try:
@@ -264,6 +436,7 @@ class Child:
                 self.popen.kill()
                 self.popen.wait(10)
             self.poll()
+        self.kill_leftovers()
         self._log.close()
         assert self.exited_at is not None
         return self.popen.returncode, self.exited_at - (self.terminated_at or self.exited_at)
@@ -605,9 +778,10 @@ def _median(values: list[int]) -> float:
 
 class DeliveryFloor:
     """A plain aiokafka consumer (default fetch settings, like the service's) on the input topic
-    during phase C: receive time − ce_time is the latency the broker alone adds. The mock broker
-    answers a Fetch that finds no data only after fetch_max_wait_ms (500 ms by default) even when
-    data arrives meanwhile, so on it this floor is about 250 ms median, 500 ms at worst."""
+    during a phase C run: receive time − ce_time is the latency the broker alone adds. The mock
+    broker answers a Fetch that finds no data only after fetch_max_wait_ms (500 ms by default)
+    even when data arrives meanwhile, so on it this floor is about 250 ms median, 500 ms at worst;
+    Apache Kafka answers as soon as data arrives."""
 
     def __init__(self, bootstrap: list[str], topic: str, partitions: int) -> None:
         self._tps = [TopicPartition(topic, p) for p in range(partitions)]
@@ -649,7 +823,8 @@ class DecisionCollector:
         self._topic = topic
         self._partitions = partitions
         # "none": if the mock broker's retention ever dropped decisions before we read them, fail
-        # loudly instead of silently skipping to the oldest record still there.
+        # loudly instead of silently skipping to the oldest record still there. (Apache Kafka
+        # drops nothing this young; there the setting is merely never used.)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=None,
@@ -683,7 +858,8 @@ class DecisionCollector:
             if isinstance(exc, OffsetOutOfRangeError):
                 raise BenchError(
                     "the bench's consumer fell behind the broker's retention on the decisions "
-                    "topic (about 5 MiB per partition); use more --partitions"
+                    "topic (the mock broker keeps about 5 MiB per partition); use more "
+                    "--partitions"
                 ) from exc
             raise BenchError(f"decision collector stopped: {exc!r}")
 
@@ -778,7 +954,10 @@ def start_embedded_postgres(data_dir: Path) -> tuple[Any, str]:
     return pg, pg.start(data_dir)
 
 
-def start_broker(env: dict[str, str], partitions: int, workdir: Path, logs: Path) -> Child:
+def start_broker(env: dict[str, str], args: argparse.Namespace, workdir: Path, logs: Path) -> Child:
+    """`ptsp-gate broker`; with engine kafka its nodes are JVMs started as its children, which it
+    stops on SIGTERM."""
+    partitions = args.partitions
     return Child(
         "broker",
         [
@@ -786,8 +965,10 @@ def start_broker(env: dict[str, str], partitions: int, workdir: Path, logs: Path
             "-m",
             "ptsp_gate.cli.main",
             "broker",
+            "--engine",
+            args.engine,
             "--brokers",
-            "1",
+            str(args.brokers),
             "--partitions",
             str(partitions),
             "--bootstrap-file",
@@ -872,7 +1053,9 @@ class Topics:
         """Settings for every process. `ptsp-gate broker` pre-creates the applications, enrolment
         and decisions topics and both DLQs; the permit-checker never touches the enrolment topic,
         so that name is given to the raw pipe's output topic, which then exists with the same
-        partition count as the others."""
+        partition count as the others. On Apache Kafka that topic is compacted, as the enrolment
+        topic must be; every record has a key, and no segment fills up in a run, so the cleaner
+        never runs on it."""
         return {
             "PTSP_GATE_TOPIC_APPLICATIONS": self.applications,
             "PTSP_GATE_TOPIC_DECISIONS": self.decisions,
@@ -934,11 +1117,16 @@ async def commit_end_offsets(bootstrap: list[str], topic: str, group: str, parti
 
 
 async def preload(
-    bootstrap: list[str], topic: str, events: list[Event], partitions: int
+    bootstrap: list[str],
+    topic: str,
+    events: list[Event],
+    partitions: int,
+    compression: str | None,
 ) -> tuple[float, float, int]:
-    """Produce the events (gzip, see PRELOAD_COMPRESSION) and check the broker kept them all
-    (records already in the topic may go: nobody reads them again). Returns when production
-    started (time.monotonic()), how long it took and how many partitions got events."""
+    """Produce the events (see PRELOAD_COMPRESSION) and check the broker kept them all (records
+    already in the topic may go: nobody reads them again; only the mock broker drops any).
+    Returns when production started (time.monotonic()), how long it took and how many partitions
+    got events."""
     tps = [TopicPartition(topic, p) for p in range(partitions)]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
@@ -952,7 +1140,7 @@ async def preload(
         enable_idempotence=True,
         linger_ms=5,
         max_batch_size=PRODUCER_MAX_BATCH_BYTES,
-        compression_type=PRELOAD_COMPRESSION,
+        compression_type=compression,
     )
     await producer.start()
     started = time.monotonic()
@@ -976,8 +1164,8 @@ async def preload(
     kept = sum(max(0, end[tp] - max(begin[tp], before[tp])) for tp in tps)
     if kept != len(events) or sum(end[tp] - before[tp] for tp in tps) != len(events):
         raise BenchError(
-            f"the broker kept {kept} of {len(events)} records "
-            "(its retention is about 5 MiB per partition): use more --partitions or fewer --events"
+            f"the broker kept {kept} of {len(events)} records (the mock broker's retention is "
+            "about 5 MiB per partition): use more --partitions or fewer --events"
         )
     return started, elapsed, sum(1 for tp in tps if end[tp] > before[tp])
 
@@ -1062,8 +1250,37 @@ def _group_lines(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _label(text: str) -> str:
+    """The report's first column, 12 characters wide."""
+    return f"{text:<11} "
+
+
+def _latency_lines(c: dict[str, Any]) -> list[str]:
+    """The lines of one phase C run; labelled C, or C1, C2, ... with several rates."""
+    name = c["name"]
+    rate = f"{c['rate']:,.0f}/s" + (" (half of B)" if c["rate_spec"] == "half" else "")
+    lines = [
+        _label(f"latency {name}")
+        + _fmt_lat(c["latency_ms"], ("p50", "p95", "p99", "max"))
+        + f"   ({c['sent']:,} events at {rate} for {c['seconds']:g} s"
+        + _batches(c.get("consumer"))
+        + ")",
+        _label(f"floor {name}")
+        + _fmt_lat(c["broker_floor_ms"], ("p50", "p95", "p99", "max"))
+        + "   (plain consumer on the same broker: what the broker's fetch adds)",
+    ]
+    if c["median_first_third_ms"] is not None:
+        lines.append(
+            _label(f"keeps up {name}")
+            + f"{'yes' if c['kept_up'] else 'NO'} (median latency, first third "
+            f"{_fmt_ms(c['median_first_third_ms'])}, last third "
+            f"{_fmt_ms(c['median_last_third_ms'])})"
+        )
+    return lines
+
+
 def render(r: dict[str, Any]) -> str:
-    m, s, b, c = r["machine"], r["setup"], r["phase_b"], r.get("phase_c")
+    m, s, b, c = r["machine"], r["setup"], r["phase_b"], r.get("phase_c") or []
     raw = r.get("phase_a")
     g = r["goals"]
     instances = s.get("instances", 1)
@@ -1080,6 +1297,12 @@ def render(r: dict[str, Any]) -> str:
         f"ptsp-gate permit-checker benchmark  {r['started_at']}"
         + (profiled if s["profiled"] else ""),
         f"machine     {m['nproc']} CPUs, Python {m['python']}, {m['platform']}",
+        f"broker      {engine_name(s.get('engine', 'mock'), s.get('brokers', 1))}"
+        + (
+            f" (replication {s['replication']}, min.insync.replicas {s['min_insync']})"
+            if s.get("engine") == "kafka"
+            else ""
+        ),
         f"setup       N={s['events']:,} events, {s['partitions']} partitions, {instances} "
         f"{'instances' if several else 'instance'}, batch {s['batch']}, "
         f"{s['employers']:,} employers, PostgreSQL {s['postgres']}",
@@ -1093,11 +1316,13 @@ def render(r: dict[str, Any]) -> str:
         + _batches(b.get("consumer"))
         + ")",
         f"cpu B       service {_cpu(b['service_cpu_s'])} ({cores}), "
-        f"postgres {_cpu(b['postgres_cpu_s'])}, broker {_cpu(b['broker_cpu_s'])}, "
-        f"bench {_cpu(b['bench_cpu_s'])}, over {b['cpu_window_s']:.1f} s",
+        f"postgres {_cpu(b['postgres_cpu_s'])}, broker {_cpu(b['broker_cpu_s'])}"
+        + (f" ({b['broker_processes']} processes)" if b.get("broker_processes", 1) > 1 else "")
+        + f", bench {_cpu(b['bench_cpu_s'])}, over {b['cpu_window_s']:.1f} s",
         *_group_lines(r),
         "ratio       " + (f"{r['ratio']:.2f} (ptsp-gate / raw pipe)" if r.get("ratio") else "n/a"),
-        f"goals       ≥{GOAL_RATE:,} decisions/s: {g['rate']}   ratio ≥ {GOAL_RATIO}: {g['ratio']}",
+        f"goals       ≥{GOAL_RATE:,} decisions/s: {g['rate']}   ratio ≥ {GOAL_RATIO}: {g['ratio']}"
+        f"   p99 ≤ {GOAL_P99_MS:.0f} ms at {GOAL_LATENCY_RATE:.0f} events/s: {g['latency']}",
         "outcomes    " + ", ".join(f"{k} {v:,}" for k, v in sorted(r["outcomes"].items())),
         "latency B   "
         + _fmt_lat(b["latency_ms"], ("p50", "p99", "max"))
@@ -1107,24 +1332,8 @@ def render(r: dict[str, Any]) -> str:
             else "   (N queued before the start: mostly waiting behind the backlog)"
         ),
     ]
-    if c:
-        lines.append(
-            f"latency C   {_fmt_lat(c['latency_ms'], ('p50', 'p95', 'p99', 'max'))}   "
-            f"({c['sent']:,} events at {c['rate']:,.0f}/s for {c['seconds']:.0f} s"
-            + _batches(c.get("consumer"))
-            + ")"
-        )
-        lines.append(
-            "floor C     "
-            + _fmt_lat(c["broker_floor_ms"], ("p50", "p95", "p99", "max"))
-            + "   (plain consumer on the same broker: what the broker's fetch adds)"
-        )
-        if c["median_first_third_ms"] is not None:
-            lines.append(
-                f"keeps up C  {'yes' if c['kept_up'] else 'NO'} (median latency, first third "
-                f"{_fmt_ms(c['median_first_third_ms'])}, last third "
-                f"{_fmt_ms(c['median_last_third_ms'])})"
-            )
+    for run in c:
+        lines += _latency_lines(run)
     if r.get("duplicates"):
         lines.append(f"duplicates  {r['duplicates']:,} decisions seen twice on the topic")
     stop = r["service_exit"]
@@ -1187,15 +1396,22 @@ class Run:
         return service
 
     async def start_broker(self) -> Child:
-        broker = self.start(start_broker(self.env, self.args.partitions, self.workdir, self.logs))
+        args = self.args
+        broker = self.start(start_broker(self.env, args, self.workdir, self.logs))
         text = await wait_until(
             lambda: read_bootstrap_file(self.workdir / "bootstrap"),
-            BROKER_START_TIMEOUT_S,
+            BROKER_START_TIMEOUT_S[args.engine],
             "the broker's bootstrap address",
             broker,
         )
         self.bootstrap = str(text).split(",")
-        say(f"broker at {text} (pid {broker.pid}), topics {self.topics.prefix}.*")
+        # The nodes are up now: note their pids, so that none can outlive the run unseen.
+        processes = len(broker.tree_cpu())
+        say(
+            f"broker ({engine_name(args.engine, args.brokers)}, {processes} process"
+            f"{'' if processes == 1 else 'es'}) at {text} (pid {broker.pid}), "
+            f"topics {self.topics.prefix}.*"
+        )
         return broker
 
     def build_events(self) -> list[Event]:
@@ -1206,7 +1422,11 @@ class Run:
     async def produce(self, events: list[Event]) -> tuple[float, float, int]:
         async with within(SETUP_TIMEOUT_S + len(events) / 1000, "producing the events"):
             return await preload(
-                self.bootstrap, self.topics.applications, events, self.args.partitions
+                self.bootstrap,
+                self.topics.applications,
+                events,
+                self.args.partitions,
+                PRELOAD_COMPRESSION[self.args.engine],
             )
 
     async def phases(self, conn: asyncpg.Connection, dsn: str) -> None:
@@ -1300,23 +1520,44 @@ class Run:
             say(f"phase B: {phase_b['rate']:,.0f} decisions/s")
 
             if not args.skip_latency:
-                rate = args.latency_rate or phase_b["rate"] / 2
-                say(f"phase C: {rate:,.0f} events/s for {args.latency_seconds:.0f} s")
-                floor = DeliveryFloor(self.bootstrap, self.topics.applications, args.partitions)
-                async with within(SETUP_TIMEOUT_S, "starting the delivery-floor consumer"):
-                    await floor.start()
-                try:
-                    phase_c = await self.phase_c(collector, services, rate)
-                finally:
-                    await floor.stop()
-                phase_c["broker_floor_ms"] = percentiles(floor.latencies_ms)
-                after_c = await asyncio.to_thread(scrape_all, ports)
-                phase_c["consumer"] = consumer_batches(summed(after_b), summed(after_c))
-                phase_c["consumer_instances"] = [
-                    consumer_batches(before, after)
-                    for before, after in zip(after_b, after_c, strict=True)
-                ]
-                self.result["phase_c"] = phase_c
+                # One run per rate, one after the other; each waits for all its decisions, so
+                # the next one starts with the service caught up again.
+                runs: list[dict[str, Any]] = []
+                self.result["phase_c"] = runs
+                before_c = after_b
+                for index, spec in enumerate(args.latency_rates):
+                    rate = resolve_rate(spec, phase_b["rate"])
+                    name = latency_run_name(index, len(args.latency_rates))
+                    say(
+                        f"phase {name}: {rate:,.0f} events/s"
+                        + (" (half the phase B rate)" if spec == "half" else "")
+                        + f" for {args.latency_seconds:g} s"
+                    )
+                    floor = DeliveryFloor(self.bootstrap, self.topics.applications, args.partitions)
+                    async with within(SETUP_TIMEOUT_S, "starting the delivery-floor consumer"):
+                        await floor.start()
+                    try:
+                        phase_c = await self.phase_c(
+                            collector, services, broker, conn, rate=rate, index=index
+                        )
+                    finally:
+                        await floor.stop()
+                    phase_c["name"] = name
+                    phase_c["rate_spec"] = rate_label(spec)
+                    phase_c["broker_floor_ms"] = percentiles(floor.latencies_ms)
+                    after_c = await asyncio.to_thread(scrape_all, ports)
+                    phase_c["consumer"] = consumer_batches(summed(before_c), summed(after_c))
+                    phase_c["consumer_instances"] = [
+                        consumer_batches(before, after)
+                        for before, after in zip(before_c, after_c, strict=True)
+                    ]
+                    before_c = after_c
+                    runs.append(phase_c)
+                    lat = phase_c["latency_ms"] or {}
+                    say(
+                        f"phase {name}: p50 {lat.get('p50', 0):.0f} ms, "
+                        f"p99 {lat.get('p99', 0):.0f} ms at {rate:,.0f} events/s"
+                    )
                 if "group" in self.result:
                     self.result["group"]["rebalanced_in_c"] = (
                         self.assignment_counts(services) != after_b_counts
@@ -1352,11 +1593,12 @@ class Run:
         it is about to lose). Returns the instances, their partitions, the failed attempts and
         the group's name.
 
-        The embedded broker's group coordinator fails a member's SyncGroup when the leader's
-        arrives first (see README): that member's consumer never starts, although its process
-        stays up and ready. When the group has not formed GROUP_FORM_S after the start, all
-        instances are stopped and started again, in a new group (so that no member of the
-        failed round is left in it), at most GROUP_ATTEMPTS times in all."""
+        The mock broker's group coordinator fails a member's SyncGroup when the leader's arrives
+        first (see README): that member's consumer never starts, although its process stays up
+        and ready. When the group has not formed GROUP_FORM_S after the start, all instances are
+        stopped and started again, in a new group (so that no member of the failed round is left
+        in it), at most GROUP_ATTEMPTS times in all. On Apache Kafka the group forms at the first
+        attempt; a retry there is worth a look at the instances' logs."""
         args = self.args
         topic = self.topics.applications
         every = frozenset(range(args.partitions))
@@ -1404,10 +1646,14 @@ class Run:
                     break
                 await asyncio.sleep(0.1)
             failed = state(ready, held)
+            cause = (
+                "the mock broker's group coordinator, see README"
+                if args.engine == "mock"
+                else "unexpected on Apache Kafka: see the instances' logs"
+            )
             say(
                 f"the {len(services)} instances did not form a group within "
-                f"{GROUP_FORM_S:.0f} s (attempt {attempt} of {GROUP_ATTEMPTS}; the embedded "
-                "broker's group coordinator, see README)"
+                f"{GROUP_FORM_S:.0f} s (attempt {attempt} of {GROUP_ATTEMPTS}; {cause})"
                 + ("; starting them again in a new group" if attempt < GROUP_ATTEMPTS else "")
             )
             await asyncio.to_thread(stop_together, services)
@@ -1446,16 +1692,10 @@ class Run:
         """Decisions/s on the backlog, from the first decision published to the last. With
         `produce`, the events are produced now (the services are already running)."""
         pg_cpu = PostgresCpu(conn)
-        snaps: dict[str, dict[str, Any]] = {}
+        snaps: dict[str, CpuSnapshot] = {}
 
         async def snapshot(name: str) -> None:
-            snaps[name] = {
-                "service": [s.cpu() for s in services],
-                "broker": broker.cpu(),
-                "postgres": await pg_cpu.snapshot(),
-                "bench": _self_cpu(),
-                "wall": time.monotonic(),
-            }
+            snaps[name] = await CpuSnapshot.take(services, broker, pg_cpu)
 
         spawned = time.monotonic()
         producing = asyncio.create_task(produce(), name="produce") if produce else None
@@ -1491,24 +1731,12 @@ class Run:
         assert stats.last_ms is not None
         span = max(stats.last_ms - stats.first_ms, 1) / 1000
         first, last = snaps["first"], snaps["last"]
-        wall = last["wall"] - first["wall"]
-        per_instance = [
-            _delta(a, b) for a, b in zip(first["service"], last["service"], strict=True)
-        ]
-        service_cpu = None if None in per_instance else sum(c or 0.0 for c in per_instance)
         figures = {
             "decisions": stats.received,
             "seconds": span,
             "rate": stats.received / span,
-            "spawn_to_last_decision_s": last["wall"] - spawned,
-            "cpu_window_s": wall,
-            "service_cpu_s": service_cpu,
-            "service_cores": (service_cpu or 0.0) / wall if wall > 0 else 0.0,
-            "instances_cpu_s": per_instance,
-            "instances_cores": [(c or 0.0) / wall if wall > 0 else 0.0 for c in per_instance],
-            "postgres_cpu_s": PostgresCpu.delta(first["postgres"], last["postgres"]),
-            "broker_cpu_s": _delta(first["broker"], last["broker"]),
-            "bench_cpu_s": last["bench"] - first["bench"],
+            "spawn_to_last_decision_s": last.wall - spawned,
+            **cpu_figures(first, last),
             "latency_ms": percentiles(stats.latencies_ms),
         }
         if produced is not None:
@@ -1516,28 +1744,40 @@ class Run:
             # production, which may overlap the window's start (the bench's CPU too).
             began, took, used = produced
             del figures["spawn_to_last_decision_s"]
-            figures["produce_to_last_decision_s"] = last["wall"] - began
+            figures["produce_to_last_decision_s"] = last.wall - began
             figures["produced"] = {
                 "seconds": took,
                 "partitions": used,
-                "first_decision_after_s": first["wall"] - began,
-                "overlap_with_window_s": max(0.0, began + took - first["wall"]),
+                "first_decision_after_s": first.wall - began,
+                "overlap_with_window_s": max(0.0, began + took - first.wall),
             }
         return figures
 
     async def phase_c(
-        self, collector: DecisionCollector, services: Sequence[Child], rate: float
+        self,
+        collector: DecisionCollector,
+        services: Sequence[Child],
+        broker: Child,
+        conn: asyncpg.Connection,
+        *,
+        rate: float,
+        index: int = 0,
     ) -> dict[str, Any]:
         """Events at a fixed rate, ce_time = send time; latency = decision CreateTime − ce_time.
+        Run `index` of several has application ids and a seed of its own.
 
         Every tick, the events due by then are built (ce_time = now) and handed to the producer
         in one burst, so each partition gets one record batch per tick (see README: the mock
-        broker serves one record batch per partition per fetch)."""
+        broker serves one record batch per partition per fetch; on Apache Kafka the bursts do no
+        harm, they are what a producer with a linger of one tick would send)."""
+        phase = latency_run_letter(index)
+        pg_cpu = PostgresCpu(conn)
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, linger_ms=0
         )
         await producer.start()
-        rng = random.Random(self.args.seed + 1)
+        cpu_before = await CpuSnapshot.take(services, broker, pg_cpu)
+        rng = random.Random(self.args.seed + 1 + index)
         total = max(1, int(rate * self.args.latency_seconds))
         tick = self.args.latency_tick_ms / 1000
         loop = asyncio.get_running_loop()
@@ -1552,7 +1792,7 @@ class Run:
                 due = min(total, int((loop.time() - started) * rate) + 1)
                 while sent < due:
                     key, headers, value, app_id, ce_ms = make_event(
-                        rng, self.args.employers, sent, "C"
+                        rng, self.args.employers, sent, phase
                     )
                     collector.expect(app_id, ce_ms)
                     futures.append(
@@ -1568,10 +1808,12 @@ class Run:
                 await asyncio.gather(*futures)
         finally:
             await producer.stop()
-        await wait_for_decisions(collector, "C", total, services, timeout=DRAIN_TIMEOUT_S)
-        stats = collector.phase("C")
+        await wait_for_decisions(collector, phase, total, services, timeout=DRAIN_TIMEOUT_S)
+        cpu_after = await CpuSnapshot.take(services, broker, pg_cpu)
+        stats = collector.phase(phase)
         drift = stats.drift()
         return {
+            "id_letter": phase,
             "rate": rate,
             "seconds": self.args.latency_seconds,
             "tick_ms": self.args.latency_tick_ms,
@@ -1581,6 +1823,8 @@ class Run:
             "median_first_third_ms": drift[0] if drift else None,
             "median_last_third_ms": drift[1] if drift else None,
             "kept_up": drift is None or drift[1] <= max(2 * drift[0], drift[0] + 250),
+            # From the first event sent to the last decision in: production and drain.
+            "cpu": cpu_figures(cpu_before, cpu_after),
         }
 
 
@@ -1590,6 +1834,12 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     logs = RESULTS_DIR / f"{stamp}.logs"
     logs.mkdir(exist_ok=True)
+
+    if args.engine == "kafka":
+        # Before anything is started: the broker would fail with the same reason, later.
+        why = missing_prerequisite()
+        if why:
+            raise BenchError(f"--engine kafka: {why}")
 
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ptsp-bench-")))
@@ -1629,6 +1879,14 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     loaded = await load_enrolments(conn, args.employers)
                 say(f"database {db_name}: migrated, {loaded:,} enrolment records loaded")
                 result["setup"] = {
+                    "engine": args.engine,
+                    "brokers": args.brokers,
+                    **(
+                        {"replication": min(3, args.brokers), "min_insync": min(2, args.brokers)}
+                        if args.engine == "kafka"
+                        else {}
+                    ),
+                    "preload_compression": PRELOAD_COMPRESSION[args.engine],
                     "events": args.events,
                     "partitions": args.partitions,
                     "instances": args.instances,
@@ -1661,6 +1919,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     result["goals"] = {
         "rate": "PASS" if rate >= GOAL_RATE else "MISS",
         "ratio": "n/a" if raw is None else ("PASS" if result["ratio"] >= GOAL_RATIO else "MISS"),
+        "latency": latency_goal(result.get("phase_c") or []),
     }
     path = RESULTS_DIR / f"{stamp}.json"
     result["results_file"] = str(path.relative_to(BENCH_DIR.parent))
@@ -1669,9 +1928,65 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def latency_goal(runs: Sequence[dict[str, Any]]) -> str:
+    """PASS/MISS for the p99 goal, from the runs at exactly GOAL_LATENCY_RATE (every one must
+    meet it); n/a without such a run."""
+    at_goal = [
+        run
+        for run in runs
+        if run["rate_spec"] != "half" and math.isclose(run["rate"], GOAL_LATENCY_RATE)
+    ]
+    if not at_goal:
+        return f"n/a (no run at {GOAL_LATENCY_RATE:.0f}/s)"
+    met = all(
+        run["latency_ms"] is not None and run["latency_ms"]["p99"] <= GOAL_P99_MS for run in at_goal
+    )
+    return "PASS" if met else "MISS"
+
+
 def _self_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU seconds so far of everything that shares the machine during a phase."""
+
+    service: list[float | None]  # per instance
+    broker: dict[ProcessKey, float]  # `ptsp-gate broker` and its JVMs, if any
+    postgres: dict[int, float]
+    bench: float
+    wall: float
+
+    @classmethod
+    async def take(
+        cls, services: Sequence[Child], broker: Child, pg_cpu: PostgresCpu
+    ) -> CpuSnapshot:
+        return cls(
+            service=[s.cpu() for s in services],
+            broker=await asyncio.to_thread(broker.tree_cpu),
+            postgres=await pg_cpu.snapshot(),
+            bench=_self_cpu(),
+            wall=time.monotonic(),
+        )
+
+
+def cpu_figures(first: CpuSnapshot, last: CpuSnapshot) -> dict[str, Any]:
+    wall = last.wall - first.wall
+    per_instance = [_delta(a, b) for a, b in zip(first.service, last.service, strict=True)]
+    service_cpu = None if None in per_instance else sum(c or 0.0 for c in per_instance)
+    return {
+        "cpu_window_s": wall,
+        "service_cpu_s": service_cpu,
+        "service_cores": (service_cpu or 0.0) / wall if wall > 0 else 0.0,
+        "instances_cpu_s": per_instance,
+        "instances_cores": [(c or 0.0) / wall if wall > 0 else 0.0 for c in per_instance],
+        "postgres_cpu_s": PostgresCpu.delta(first.postgres, last.postgres),
+        "broker_cpu_s": tree_delta(first.broker, last.broker),
+        "broker_processes": len(last.broker),
+        "bench_cpu_s": last.bench - first.bench,
+    }
 
 
 def _delta(before: float | None, after: float | None) -> float | None:

@@ -1,8 +1,19 @@
-"""Real parts for integration tests: a Kafka-protocol broker over TCP and a real PostgreSQL.
+"""Real parts for integration tests: a Kafka broker over TCP and a real PostgreSQL.
 
-By default the embedded ones (librdkafka's mock cluster, pgserver). Set KAFKA_BOOTSTRAP_SERVERS
-and/or DATABASE_URL to run the same tests against Apache Kafka or another PostgreSQL. Every test
-gets its own database (cloned from a migrated template) and its own topic names.
+Kafka, by ``PTSP_GATE_TEST_KAFKA_ENGINE``:
+
+* ``kafka`` (the default when Java 17+ and the Apache Kafka that ``scripts/setup`` installs are
+  there, and required under ``CI=true``): a 3-node Apache Kafka cluster, replication factor 3,
+  ``min.insync.replicas=2``, started once for the session;
+* ``mock``: librdkafka's mock cluster, in-process.
+
+``KAFKA_BOOTSTRAP_SERVERS`` instead points the suite at a cluster of your own. Tests that kill or
+pause nodes ask for ``apache_cluster`` and skip on the other engines. The mock cluster's own
+behaviour (its fault injection, which ``ptsp-gate dev`` relies on) is tested in
+``test_embedded_infra.py`` whatever the engine.
+
+PostgreSQL: ``DATABASE_URL``, or the embedded server. Every test gets its own database (cloned
+from a migrated template) and its own topic names.
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from ptsp_gate.adapters import migrations
+from ptsp_gate.adapters.embedded import apache_kafka
 from ptsp_gate.adapters.postgres import connect
 from ptsp_gate.config import Settings
 
@@ -28,15 +40,59 @@ pytestmark = pytest.mark.integration
 PARTITIONS = 3
 
 
+def kafka_engine() -> str:
+    """The engine the session's broker runs on: "kafka", "mock" or "external"."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return "external"
+    engine = os.environ.get("PTSP_GATE_TEST_KAFKA_ENGINE", "")
+    if engine in ("kafka", "mock"):
+        return engine
+    if engine:
+        raise pytest.UsageError(f"PTSP_GATE_TEST_KAFKA_ENGINE is kafka or mock, not {engine!r}")
+    if apache_kafka.missing_prerequisite() is None or os.environ.get("CI") == "true":
+        return "kafka"
+    return "mock"
+
+
+def _apache_cluster_or_skip() -> Any:
+    why = apache_kafka.missing_prerequisite()
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Apache Kafka is required under CI: {why}")
+        pytest.skip(why)
+    return apache_kafka.ApacheKafkaCluster(brokers=3, partitions=PARTITIONS)
+
+
 @pytest.fixture(scope="session")
 def kafka_cluster() -> Iterator[Any]:
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+    engine = kafka_engine()
+    if engine == "external":
         yield None
+        return
+    if engine == "kafka":
+        with _apache_cluster_or_skip() as cluster:
+            yield cluster
         return
     from ptsp_gate.adapters.embedded.mock_kafka import MockKafkaCluster
 
     with MockKafkaCluster(brokers=3) as cluster:
         yield cluster
+
+
+@pytest.fixture
+def apache_cluster(kafka_cluster: Any) -> Iterator[apache_kafka.ApacheKafkaCluster]:
+    """The session's Apache Kafka cluster, for tests that kill, pause or restart its nodes;
+    every node is running again after the test, whatever it did."""
+    if not isinstance(kafka_cluster, apache_kafka.ApacheKafkaCluster):
+        pytest.skip("kills and pauses Apache Kafka nodes: needs PTSP_GATE_TEST_KAFKA_ENGINE=kafka")
+    yield kafka_cluster
+    for node in kafka_cluster.nodes:
+        if node.running:
+            kafka_cluster.resume(node.node_id)
+    for node in kafka_cluster.nodes:
+        if not node.running:
+            kafka_cluster.start_node(node.node_id)
+    kafka_cluster.wait_ready()
 
 
 @pytest.fixture(scope="session")
@@ -117,7 +173,9 @@ async def settings(kafka_cluster: Any, bootstrap: list[str], db_dsn: str) -> Set
         graceful_timeout_s=10.0,
     )
     topics = s.all_topics()
-    if kafka_cluster is not None:
+    if isinstance(kafka_cluster, apache_kafka.ApacheKafkaCluster):
+        kafka_cluster.create_topics(topics, PARTITIONS, compacted=[s.topic_enrolment])
+    elif kafka_cluster is not None:
         kafka_cluster.create_topics(topics, partitions=PARTITIONS)
     else:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)

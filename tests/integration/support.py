@@ -5,11 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
+from ptsp_gate import demo
 from ptsp_gate.config import Settings
 from ptsp_gate.policy import load_policy_book
 from ptsp_gate.services.runtime import Service
@@ -81,3 +89,88 @@ def header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
         if k == name:
             return v.decode("utf-8", "replace")
     return None
+
+
+def events(n: int, tag: str) -> list[tuple[bytes, list[tuple[str, bytes]], bytes]]:
+    now = datetime.now(UTC)
+    out = []
+    for i in range(n):
+        app = demo.application(i % 50, workers=0, now=now)
+        app["application_id"] = f"APP-{tag}-{i:06d}"
+        out.append(demo.application_record(app))
+    return out
+
+
+def assert_none_lost(records, n: int) -> None:
+    """At-least-once on the wire: a relay that dies between publishing and recording it
+    republishes. Any copy must be byte-identical, so consumers dedupe by decision_id."""
+    apps = {d["application_id"] for d in decisions(records)}
+    assert len(apps) == n, f"{n - len(apps)} decisions lost"
+    by_id: dict[str, set[bytes]] = {}
+    for r in records:
+        by_id.setdefault(decisions([r])[0]["decision_id"], set()).add(r.value)
+    assert len(by_id) == n
+    assert all(len(values) == 1 for values in by_id.values()), "a redelivery differs"
+
+
+def assert_exactly_once(records, n: int) -> None:
+    ids = Counter(d["decision_id"] for d in decisions(records))
+    apps = {d["application_id"] for d in decisions(records)}
+    assert len(apps) == n, f"{n - len(apps)} decisions lost"
+    duplicates = {k: v for k, v in ids.items() if v > 1}
+    assert not duplicates, f"{len(duplicates)} decisions published more than once"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def service_process(
+    settings,
+    name: str,
+    port: int | None = None,
+    *extra: str,
+    env_extra: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": ",".join(settings.kafka_bootstrap_servers),
+        "DATABASE_URL": settings.database_url,
+        "PTSP_GATE_TOPIC_APPLICATIONS": settings.topic_applications,
+        "PTSP_GATE_TOPIC_ENROLMENT": settings.topic_enrolment,
+        "PTSP_GATE_TOPIC_DECISIONS": settings.topic_decisions,
+        "PTSP_GATE_GROUP_PERMIT_CHECKER": settings.group_permit_checker,
+        "PTSP_GATE_BATCH_MAX_RECORDS": "200",
+        **(env_extra or {}),
+    }
+    output = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the process object
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ptsp_gate.cli.main",
+            "run",
+            name,
+            "--port",
+            str(port or free_port()),
+            "--host",
+            "127.0.0.1",
+            *extra,
+        ],
+        env=env,
+        # A file, not a pipe: a busy service logs a line per decision and would fill a pipe
+        # that nobody reads until the end, then block on it.
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
+    proc.output_file = output  # type: ignore[attr-defined]
+    return proc
+
+
+def output_of(proc: subprocess.Popen[bytes]) -> str:
+    """Everything the process has written so far (stdout and stderr)."""
+    output = proc.output_file  # type: ignore[attr-defined]
+    output.seek(0)
+    return output.read().decode(errors="replace")

@@ -7,16 +7,21 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from ptsp_gate import demo
 from ptsp_gate.adapters import migrations
+from ptsp_gate.adapters.embedded import apache_kafka
 from ptsp_gate.adapters.postgres import connect
+from ptsp_gate.config import Settings
 
+from .conftest import eventually
 from .support import read_topic, send, services
 
 pytestmark = pytest.mark.integration
@@ -191,3 +196,121 @@ async def test_broker_command_prints_its_address_and_stops_cleanly(tmp_path) -> 
         proc.terminate()
         code = await asyncio.to_thread(proc.wait, 20)
     assert code == 0
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        ppid = int(text[text.rindex(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(
+    apache_kafka.missing_prerequisite() is not None and os.environ.get("CI") != "true",
+    reason=str(apache_kafka.missing_prerequisite()),
+)
+async def test_broker_command_runs_apache_kafka_and_stops_every_node(tmp_path) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    bootstrap_file = tmp_path / "bootstrap"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ptsp_gate.cli.main",
+            "broker",
+            "--engine",
+            "kafka",
+            "--brokers",
+            "2",
+            "--partitions",
+            "2",
+            "--bootstrap-file",
+            str(bootstrap_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 120)
+        servers = first.strip().split(",")
+        assert len(servers) == 2
+        assert all(s.startswith("127.0.0.1:") for s in servers)
+        assert bootstrap_file.read_text().strip() == first.strip()
+        jvms = _descendants(proc.pid)
+        assert len(jvms) == 2
+        admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+        await admin.start()
+        try:
+            described = await admin.describe_topics(Settings().all_topics())
+            configs = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, Settings().topic_enrolment)]
+            )
+        finally:
+            await admin.close()
+        assert {t["topic"]: len(t["partitions"]) for t in described} == dict.fromkeys(
+            Settings().all_topics(), 2
+        )
+        assert all(len(p["replicas"]) == 2 for t in described for p in t["partitions"])
+        entries = {c[0]: c[1] for c in configs[0].resources[0][4]}
+        assert entries["cleanup.policy"] == "compact"
+    finally:
+        proc.terminate()
+        code = await asyncio.to_thread(proc.wait, 60)
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert code == 0, stderr[-2000:]
+    assert not any(_alive(pid) for pid in jvms)
+    assert not bootstrap_file.exists()
+    data_dir = re.search(r"node\(s\) in (\S+),", stderr)
+    assert data_dir is not None, stderr
+    assert not Path(data_dir.group(1)).exists()
+
+
+@pytest.mark.skipif(
+    apache_kafka.missing_prerequisite() is not None and os.environ.get("CI") != "true",
+    reason=str(apache_kafka.missing_prerequisite()),
+)
+async def test_apache_kafka_nodes_die_with_a_killed_broker_command(tmp_path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ptsp_gate.cli.main", "broker", "--engine", "kafka"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        # Its data directory is left behind (nothing runs to remove it): inside tmp_path.
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 120)
+        jvms = _descendants(proc.pid)
+        assert len(jvms) == 3
+    finally:
+        proc.kill()
+        await asyncio.to_thread(proc.wait, 10)
+
+    async def all_gone() -> bool:
+        return not any(_alive(pid) for pid in jvms)
+
+    await eventually(all_gone, timeout=10)

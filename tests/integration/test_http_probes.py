@@ -19,8 +19,7 @@ import pytest
 from ptsp_gate import demo
 
 from .conftest import eventually
-from .support import send
-from .test_faults import _free_port, _output, _service_process
+from .support import free_port, output_of, send, service_process
 
 pytestmark = pytest.mark.integration
 
@@ -78,8 +77,8 @@ def _get(port: int, path: str) -> tuple[int, str]:
 
 
 async def test_probes_and_metrics(settings, producer, db) -> None:
-    port = _free_port()
-    proc = _service_process(settings, "permit-checker", port)
+    port = free_port()
+    proc = service_process(settings, "permit-checker", port)
     try:
 
         async def ready() -> bool:
@@ -124,7 +123,7 @@ async def test_probes_and_metrics(settings, producer, db) -> None:
         await asyncio.to_thread(proc.wait, 30)
 
     # Logs: JSON lines only, FastStream's and uvicorn's included; one line for the decision.
-    logged = _json_lines(_output(proc))
+    logged = _json_lines(output_of(proc))
     loggers = {str(line.get("logger")) for line in logged}
     assert "ptsp_gate.kafka" in loggers, loggers
     assert "uvicorn.error" in loggers, loggers
@@ -143,8 +142,8 @@ async def test_probes_and_metrics(settings, producer, db) -> None:
 
 
 async def test_workers_share_one_port_and_one_merged_exposition(settings, producer, db) -> None:
-    port = _free_port()
-    proc = _service_process(settings, "permit-checker", port, "--workers", "2")
+    port = free_port()
+    proc = service_process(settings, "permit-checker", port, "--workers", "2")
     n = 30
     try:
 
@@ -206,7 +205,7 @@ async def test_workers_share_one_port_and_one_merged_exposition(settings, produc
     finally:
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(proc.wait, 60)
-    output = _output(proc)
+    output = output_of(proc)
     assert code == 0, output[-3000:]
     events = [x["event"] for x in _json_lines(output)]
     # Every worker that got as far as consuming drained on SIGTERM, but for the one killed. (A

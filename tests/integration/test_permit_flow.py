@@ -225,3 +225,49 @@ async def test_bad_input_is_dead_lettered_and_the_partition_keeps_flowing(
                 if sample.name.endswith("_total"):
                     dlq_counts[sample.labels["error"]] += int(sample.value)
     assert dlq_counts == Counter(expected_codes)
+
+
+async def test_what_a_transactional_producer_aborted_is_never_decided(
+    kafka_cluster, settings, bootstrap, db
+) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    from ptsp_gate.adapters.embedded import MockKafkaCluster
+
+    if isinstance(kafka_cluster, MockKafkaCluster):
+        pytest.skip("the mock cluster's transaction markers fail aiokafka's CRC check")
+    now = datetime.now(UTC)
+
+    def record(application_id: str, n: int):
+        app = demo.application(n, now=now)
+        app["application_id"] = application_id
+        return demo.application_record(app)
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, transactional_id=f"licensing-{uuid.uuid4().hex[:8]}"
+    )
+    await producer.start()
+    try:
+        async with services(settings, "permit-checker"):
+            await producer.begin_transaction()
+            for i in range(5):
+                key, headers, value = record(f"APP-ABORTED-{i}", i)
+                await producer.send(settings.topic_applications, value, key=key, headers=headers)
+            await producer.abort_transaction()
+            async with producer.transaction():
+                for i in range(5):
+                    key, headers, value = record(f"APP-COMMITTED-{i}", i)
+                    await producer.send(
+                        settings.topic_applications, value, key=key, headers=headers
+                    )
+            records = await read_topic(bootstrap, settings.topic_decisions, 5, settle=2)
+    finally:
+        await producer.stop()
+    decided = sorted(d["application_id"] for d in decisions(records))
+    assert decided == [f"APP-COMMITTED-{i}" for i in range(5)]
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM permit_application WHERE application_id LIKE 'APP-ABORTED-%'"
+        )
+        == 0
+    )

@@ -27,6 +27,7 @@ from ptsp_gate.cli.main import main
         ["run", "enrolment-sync", "--workers", "two"],
         ["broker", "--brokers", "0"],
         ["broker", "--partitions", "1000"],
+        ["broker", "--engine", "redpanda"],
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, capsys) -> None:
@@ -113,3 +114,12 @@ def test_unreachable_database_is_one_line(monkeypatch, capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith("ptsp-gate flagged: cannot connect to PostgreSQL")
+
+
+def test_kafka_engine_without_an_installed_kafka_is_one_line(monkeypatch, tmp_path, capsys) -> None:
+    monkeypatch.setenv("PTSP_GATE_KAFKA_HOME", str(tmp_path / "empty"))
+    assert main(["broker", "--engine", "kafka"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("ptsp-gate broker: ")
+    assert "Apache Kafka" in err[0]

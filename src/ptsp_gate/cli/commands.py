@@ -114,8 +114,14 @@ async def _broker(args: argparse.Namespace, settings: Settings) -> int:
     topics = settings.all_topics()
     path = Path(args.bootstrap_file) if args.bootstrap_file else None
     # Blocks on the main thread on purpose: only the main thread receives SIGTERM/SIGINT.
-    run_broker(args.brokers, args.partitions, topics, path)
-    return 0
+    return run_broker(
+        args.brokers,
+        args.partitions,
+        topics,
+        path,
+        engine=args.engine,
+        compacted=[settings.topic_enrolment],
+    )
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:

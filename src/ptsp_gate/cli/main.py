@@ -98,7 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="apply database migrations (idempotent, concurrency-safe)")
 
-    broker = sub.add_parser("broker", help="a standalone embedded Kafka-protocol broker")
+    broker = sub.add_parser("broker", help="a standalone local Kafka cluster")
+    broker.add_argument(
+        "--engine",
+        choices=("mock", "kafka"),
+        default="mock",
+        help="mock: librdkafka's in-process mock cluster; kafka: Apache Kafka nodes (needs Java "
+        "17+ and the Apache Kafka that scripts/setup installs)",
+    )
     broker.add_argument("--brokers", type=_bounded(1, 9), default=3)
     broker.add_argument("--partitions", type=_bounded(1, 64), default=3)
     broker.add_argument("--bootstrap-file", help="also write the bootstrap address to this file")
@@ -244,7 +251,11 @@ def _infrastructure_error(exc: BaseException) -> str | None:
     import asyncpg
     from aiokafka.errors import KafkaError
 
+    from ptsp_gate.adapters.embedded import ApacheKafkaError, MockKafkaError
+
     text = one_line(exc)[:300]
+    if isinstance(exc, (ApacheKafkaError, MockKafkaError)):
+        return text
     if isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError)):
         return f"PostgreSQL: {type(exc).__name__}: {text}"
     if isinstance(exc, KafkaError):

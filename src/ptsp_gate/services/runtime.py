@@ -107,6 +107,10 @@ class Service:
             batch_timeout_ms=settings.batch_timeout_ms,
             # A group's first start reads from the beginning: nothing published earlier is missed.
             auto_offset_reset="earliest",
+            # A producer that writes in Kafka transactions (a licensing system's own outbox, say)
+            # may abort: what it aborted never happened and must not be decided. For producers
+            # without transactions this reads exactly the same records.
+            isolation_level="read_committed",
             ack_policy=AckPolicy.MANUAL,
             parser=kafka.lenient_parser,
             decoder=kafka.raw_records,

@@ -1,0 +1,158 @@
+"""Real faults on a real cluster: Apache Kafka nodes killed, hung and restarted, and a member of
+a three-instance consumer group killed, while events flow. Three nodes, replication factor 3,
+``min.insync.replicas=2``: any one node may fail without a write being refused.
+
+What must hold every time: each application decided exactly once in PostgreSQL, the outbox
+drained, and every decision on the topic (a relay that dies between publishing and recording may
+publish a decision again, byte-identical; consumers dedupe by ``decision_id``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import urllib.error
+import urllib.request
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from .conftest import eventually
+from .support import (
+    assert_none_lost,
+    events,
+    free_port,
+    output_of,
+    read_topic,
+    send,
+    service_process,
+    services,
+)
+
+pytestmark = pytest.mark.integration
+
+N = 3000
+
+
+async def _decided(db) -> int:
+    return int(await db.fetchval("SELECT count(*) FROM compliance_decision"))
+
+
+async def _wait_some_decided(db, at_least: int = 1) -> None:
+    async def progress() -> bool:
+        return await _decided(db) >= at_least
+
+    await eventually(progress, timeout=60)
+
+
+async def _assert_each_decided_once(db, n: int) -> None:
+    assert await _decided(db) == n
+    assert await db.fetchval("SELECT count(DISTINCT application_id) FROM compliance_decision") == n
+    assert await db.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+async def _leader_of_first_partition(bootstrap: list[str], topic: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = {p["partition"]: p["leader"] for p in described[0]["partitions"]}
+    return int(partitions[0])
+
+
+def _ready(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+async def _all_published(bootstrap, settings, db, n: int):
+    records = await read_topic(bootstrap, settings.topic_decisions, n, timeout=150, settle=2)
+    assert_none_lost(records, n)
+
+    async def drained() -> bool:
+        return await db.fetchval("SELECT count(*) FROM outbox") == 0
+
+    await eventually(drained, timeout=30)
+    return records
+
+
+@pytest.mark.parametrize("fault", ["SIGKILL", "SIGSTOP"])
+async def test_a_partition_leader_fails_mid_stream(fault, apache_cluster, settings, producer, db):
+    bootstrap = list(settings.kafka_bootstrap_servers)
+    # The leader of the decisions topic's first partition, so that the relay's writes must move.
+    victim = await _leader_of_first_partition(bootstrap, settings.topic_decisions)
+    async with services(settings, "permit-checker"):
+        await send(producer, settings.topic_applications, events(N, f"LEAD-{fault}"))
+        await _wait_some_decided(db, 200)
+        if fault == "SIGKILL":
+            apache_cluster.kill(victim)
+        else:
+            apache_cluster.pause(victim)
+        # Long enough for the controller to fence the node (3 s) and move its leaderships.
+        await asyncio.sleep(8)
+        decided_during_outage = await _decided(db)
+        if fault == "SIGKILL":
+            await asyncio.to_thread(apache_cluster.start_node, victim)
+        else:
+            apache_cluster.resume(victim)
+        await _all_published(bootstrap, settings, db, N)
+    await _assert_each_decided_once(db, N)
+    # Work went on while a node was away, not only after it came back.
+    assert decided_during_outage > 200
+
+
+async def test_a_rolling_restart_of_every_node(apache_cluster, settings, producer, bootstrap, db):
+    async with services(settings, "permit-checker", "enrolment-sync"):
+        await send(producer, settings.topic_applications, events(N, "ROLL"))
+        await _wait_some_decided(db, 100)
+        for node in apache_cluster.nodes:
+            # One at a time, each back in sync before the next goes: as an operator upgrades.
+            await asyncio.to_thread(apache_cluster.stop_node, node.node_id)
+            await asyncio.to_thread(apache_cluster.start_node, node.node_id)
+
+            async def in_sync() -> bool:
+                return apache_cluster.under_replicated(settings.all_topics()) == 0
+
+            await eventually(in_sync, timeout=60, interval=0.5)
+        await _all_published(bootstrap, settings, db, N)
+    await _assert_each_decided_once(db, N)
+
+
+async def test_one_of_three_instances_killed_mid_stream(settings, producer, bootstrap, db):
+    # Three service processes in one consumer group, one partition each; one dies outright.
+    # Its partition goes to a survivor after the session timeout and is read again from the last
+    # committed offset: the records it had decided but not committed are deduplicated.
+    ports = [free_port() for _ in range(3)]
+    procs = [service_process(settings, "permit-checker", port) for port in ports]
+    try:
+
+        async def every_instance_holds_a_partition() -> bool:
+            # /ready answers 200 only with a partition assigned: three ready, three members.
+            codes = await asyncio.gather(*(asyncio.to_thread(_ready, p) for p in ports))
+            return all(code == 200 for code in codes)
+
+        await eventually(every_instance_holds_a_partition, timeout=90, interval=0.5)
+        await send(producer, settings.topic_applications, events(N, "GROUP"))
+        await _wait_some_decided(db, 300)
+        procs[0].send_signal(signal.SIGKILL)
+        await asyncio.to_thread(procs[0].wait, 10)
+        await _all_published(bootstrap, settings, db, N)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                await asyncio.to_thread(proc.wait, 40)
+            except Exception:
+                proc.kill()
+    for proc in procs[1:]:
+        assert proc.returncode == 0, output_of(proc)[-2000:]
+    await _assert_each_decided_once(db, N)
