@@ -125,7 +125,9 @@ async def test_a_rolling_restart_of_every_node(apache_cluster, settings, produce
     await _assert_each_decided_once(db, N)
 
 
-async def test_one_of_three_instances_killed_mid_stream(settings, producer, bootstrap, db):
+async def test_one_of_three_instances_killed_mid_stream(
+    apache_cluster, settings, producer, bootstrap, db
+):
     # Three service processes in one consumer group, one partition each; one dies outright.
     # Its partition goes to a survivor after the session timeout and is read again from the last
     # committed offset: the records it had decided but not committed are deduplicated.
