@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,10 +50,17 @@ async def send(
 
 
 async def read_topic(
-    bootstrap: list[str], topic: str, expected: int, timeout: float = 30.0, settle: float = 0.5
+    bootstrap: list[str],
+    topic: str,
+    expected: int,
+    timeout: float = 30.0,
+    settle: float = 0.5,
+    *,
+    distinct: Callable[[ConsumerRecord[bytes, bytes]], Any] | None = None,
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of the topic from the beginning: waits for `expected`, then a little longer
-    so that duplicates beyond it would be seen too."""
+    """Every record of the topic from the beginning: waits for `expected` records (or, with
+    `distinct`, for `expected` different values of it: republished copies must not count), then a
+    little longer so that duplicates beyond it would be seen too."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -63,6 +70,7 @@ async def read_topic(
     )
     await consumer.start()
     out: list[ConsumerRecord[bytes, bytes]] = []
+    seen: set[Any] = set()
     loop = asyncio.get_running_loop()
     try:
         deadline = loop.time() + timeout
@@ -71,13 +79,20 @@ async def read_topic(
             batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
                 out.extend(records)
-            if len(out) >= expected:
+                if distinct is not None:
+                    seen.update(distinct(r) for r in records)
+            if (len(seen) if distinct is not None else len(out)) >= expected:
                 settle_until = settle_until or loop.time() + settle
                 if loop.time() >= settle_until:
                     break
     finally:
         await consumer.stop()
     return out
+
+
+def application_id(record: ConsumerRecord[bytes, bytes]) -> str:
+    """The application a decision record answers."""
+    return str(json.loads(record.value)["application_id"])
 
 
 def decisions(records: list[ConsumerRecord[bytes, bytes]]) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ import pytest
 
 from .conftest import eventually
 from .support import (
+    application_id,
     assert_exactly_once,
     assert_none_lost,
     events,
@@ -42,7 +43,9 @@ async def test_whole_cluster_hung_mid_stream_loses_and_duplicates_nothing(
         await asyncio.sleep(5)
         for node in apache_cluster.nodes:
             apache_cluster.resume(node.node_id)
-        records = await read_topic(bootstrap, settings.topic_decisions, n, timeout=120, settle=2)
+        records = await read_topic(
+            bootstrap, settings.topic_decisions, n, timeout=120, settle=2, distinct=application_id
+        )
     assert_none_lost(records, n)
     assert await db.fetchval("SELECT count(*) FROM compliance_decision") == n
     assert await db.fetchval("SELECT count(DISTINCT application_id) FROM compliance_decision") == n
@@ -69,7 +72,9 @@ async def test_database_connections_killed_mid_stream_lose_nothing(
             )
             assert killed > 0
             await asyncio.sleep(0.3)
-        records = await read_topic(bootstrap, settings.topic_decisions, n, timeout=90, settle=2)
+        records = await read_topic(
+            bootstrap, settings.topic_decisions, n, timeout=90, settle=2, distinct=application_id
+        )
         retries = running["permit-checker"].metrics.retries
     assert_none_lost(records, n)
     assert await db.fetchval("SELECT count(*) FROM compliance_decision") == n

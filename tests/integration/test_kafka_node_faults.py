@@ -19,7 +19,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from .conftest import eventually
 from .support import (
+    application_id,
     assert_none_lost,
+    decisions,
     events,
     free_port,
     output_of,
@@ -73,7 +75,17 @@ def _ready(port: int) -> int:
 
 
 async def _all_published(bootstrap, settings, db, n: int):
-    records = await read_topic(bootstrap, settings.topic_decisions, n, timeout=150, settle=2)
+    records = await read_topic(
+        bootstrap, settings.topic_decisions, n, timeout=150, settle=2, distinct=application_id
+    )
+    published = {d["application_id"] for d in decisions(records)}
+    if len(published) < n:
+        decided = await _decided(db)
+        pending = await db.fetchval("SELECT count(*) FROM outbox")
+        raise AssertionError(
+            f"{n - len(published)} decisions not published: {decided} decided in PostgreSQL, "
+            f"{pending} outbox rows pending"
+        )
     assert_none_lost(records, n)
 
     async def drained() -> bool:
@@ -145,7 +157,16 @@ async def test_one_of_three_instances_killed_mid_stream(
         await _wait_some_decided(db, 300)
         procs[0].send_signal(signal.SIGKILL)
         await asyncio.to_thread(procs[0].wait, 10)
-        await _all_published(bootstrap, settings, db, N)
+        try:
+            await _all_published(bootstrap, settings, db, N)
+        except AssertionError as exc:
+            survivors = "\n".join(
+                line
+                for proc in procs[1:]
+                for line in output_of(proc).splitlines()
+                if '"level": "info"' not in line and '"level": "debug"' not in line
+            )
+            raise AssertionError(f"{exc}\nsurvivors' warnings:\n{survivors[-6000:]}") from None
     finally:
         for proc in procs:
             if proc.poll() is None:
