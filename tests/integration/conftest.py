@@ -158,7 +158,9 @@ async def db_dsn(server_dsn: str, template_db: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def settings(kafka_cluster: Any, bootstrap: list[str], db_dsn: str) -> Settings:
+async def settings(
+    kafka_cluster: Any, bootstrap: list[str], db_dsn: str
+) -> AsyncIterator[Settings]:
     suffix = uuid.uuid4().hex[:8]
     s = Settings(
         kafka_bootstrap_servers=bootstrap,
@@ -184,7 +186,9 @@ async def settings(kafka_cluster: Any, bootstrap: list[str], db_dsn: str) -> Set
             await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in topics])
         finally:
             await admin.close()
-    return s
+    yield s
+    if isinstance(kafka_cluster, apache_kafka.ApacheKafkaCluster):
+        await asyncio.to_thread(kafka_cluster.delete_topics, topics)
 
 
 @pytest.fixture

@@ -17,11 +17,10 @@ import pytest
 
 from ptsp_gate import demo
 from ptsp_gate.adapters import migrations
-from ptsp_gate.adapters.embedded import apache_kafka
 from ptsp_gate.adapters.postgres import connect
 from ptsp_gate.config import Settings
 
-from .conftest import eventually
+from .conftest import eventually, kafka_engine
 from .support import read_topic, send, services
 
 pytestmark = pytest.mark.integration
@@ -225,8 +224,8 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(
-    apache_kafka.missing_prerequisite() is not None and os.environ.get("CI") != "true",
-    reason=str(apache_kafka.missing_prerequisite()),
+    kafka_engine() != "kafka",
+    reason="starts Apache Kafka nodes: the session runs on another engine",
 )
 async def test_broker_command_runs_apache_kafka_and_stops_every_node(tmp_path) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
@@ -289,8 +288,8 @@ async def test_broker_command_runs_apache_kafka_and_stops_every_node(tmp_path) -
 
 
 @pytest.mark.skipif(
-    apache_kafka.missing_prerequisite() is not None and os.environ.get("CI") != "true",
-    reason=str(apache_kafka.missing_prerequisite()),
+    kafka_engine() != "kafka",
+    reason="starts Apache Kafka nodes: the session runs on another engine",
 )
 async def test_apache_kafka_nodes_die_with_a_killed_broker_command(tmp_path) -> None:
     proc = subprocess.Popen(

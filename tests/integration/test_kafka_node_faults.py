@@ -10,6 +10,7 @@ publish a decision again, byte-identical; consumers dedupe by ``decision_id``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import urllib.error
 import urllib.request
@@ -32,8 +33,6 @@ from .support import (
 )
 
 pytestmark = pytest.mark.integration
-
-N = 3000
 
 
 async def _decided(db) -> int:
@@ -95,54 +94,90 @@ async def _all_published(bootstrap, settings, db, n: int):
     return records
 
 
+@contextlib.asynccontextmanager
+async def _steady_stream(producer, topic: str, tag: str, rate: int = 300):
+    """Application events at a fixed rate for as long as the block runs, so that a fault inside
+    it always meets events in flight and events arriving after it. Yields a one-element list:
+    the number sent, final once the block has ended."""
+    pending = events(rate * 180, tag)
+    sent = [0]
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while not stop.is_set():
+            due = min(len(pending), int((loop.time() - started) * rate))
+            if due > sent[0]:
+                await send(producer, topic, pending[sent[0] : due])
+                sent[0] = due
+            await asyncio.sleep(0.05)
+
+    task = asyncio.create_task(run())
+    try:
+        yield sent
+    finally:
+        stop.set()
+        await task
+
+
 @pytest.mark.parametrize("fault", ["SIGKILL", "SIGSTOP"])
 async def test_a_partition_leader_fails_mid_stream(fault, apache_cluster, settings, producer, db):
     bootstrap = list(settings.kafka_bootstrap_servers)
     # The leader of the decisions topic's first partition, so that the relay's writes must move.
     victim = await _leader_of_first_partition(bootstrap, settings.topic_decisions)
     async with services(settings, "permit-checker"):
-        await send(producer, settings.topic_applications, events(N, f"LEAD-{fault}"))
-        await _wait_some_decided(db, 200)
-        if fault == "SIGKILL":
-            apache_cluster.kill(victim)
-        else:
-            apache_cluster.pause(victim)
-        # Long enough for the controller to fence the node (3 s) and move its leaderships.
-        await asyncio.sleep(8)
-        decided_during_outage = await _decided(db)
-        if fault == "SIGKILL":
-            await asyncio.to_thread(apache_cluster.start_node, victim)
-        else:
-            apache_cluster.resume(victim)
-        await _all_published(bootstrap, settings, db, N)
-    await _assert_each_decided_once(db, N)
-    # Work went on while a node was away, not only after it came back.
-    assert decided_during_outage > 200
+        async with _steady_stream(producer, settings.topic_applications, f"LEAD-{fault}") as sent:
+            await _wait_some_decided(db, 100)
+            if fault == "SIGKILL":
+                apache_cluster.kill(victim)
+            else:
+                apache_cluster.pause(victim)
+            at_fault = await _decided(db)
+            # Long enough for the controller to fence the node (3 s) and move its leaderships.
+            await asyncio.sleep(8)
+            while_away = await _decided(db)
+            if fault == "SIGKILL":
+                await asyncio.to_thread(apache_cluster.start_node, victim)
+            else:
+                apache_cluster.resume(victim)
+            await asyncio.sleep(2)
+        n = sent[0]
+        await _all_published(bootstrap, settings, db, n)
+    await _assert_each_decided_once(db, n)
+    # Work went on while the node was away, not only after it came back.
+    assert while_away > at_fault
 
 
 async def test_a_rolling_restart_of_every_node(apache_cluster, settings, producer, bootstrap, db):
     async with services(settings, "permit-checker", "enrolment-sync"):
-        await send(producer, settings.topic_applications, events(N, "ROLL"))
-        await _wait_some_decided(db, 100)
-        for node in apache_cluster.nodes:
-            # One at a time, each back in sync before the next goes: as an operator upgrades.
-            await asyncio.to_thread(apache_cluster.stop_node, node.node_id)
-            await asyncio.to_thread(apache_cluster.start_node, node.node_id)
+        async with _steady_stream(producer, settings.topic_applications, "ROLL") as sent:
+            await _wait_some_decided(db, 100)
+            for node in apache_cluster.nodes:
+                # One at a time, each back in sync before the next goes, as an operator upgrades;
+                # events keep arriving and being decided while each node is away.
+                before = await _decided(db)
+                await asyncio.to_thread(apache_cluster.stop_node, node.node_id)
+                await asyncio.to_thread(apache_cluster.start_node, node.node_id)
+                assert await _decided(db) > before, f"nothing decided while node {node.node_id}"
 
-            async def in_sync() -> bool:
-                return apache_cluster.under_replicated(settings.all_topics()) == 0
+                async def in_sync() -> bool:
+                    internal = ["__consumer_offsets", *settings.all_topics()]
+                    return await asyncio.to_thread(apache_cluster.under_replicated, internal) == 0
 
-            await eventually(in_sync, timeout=60, interval=0.5)
-        await _all_published(bootstrap, settings, db, N)
-    await _assert_each_decided_once(db, N)
+                await eventually(in_sync, timeout=60, interval=0.5)
+        n = sent[0]
+        await _all_published(bootstrap, settings, db, n)
+    await _assert_each_decided_once(db, n)
 
 
 async def test_one_of_three_instances_killed_mid_stream(
     apache_cluster, settings, producer, bootstrap, db
 ):
-    # Three service processes in one consumer group, one partition each; one dies outright.
-    # Its partition goes to a survivor after the session timeout and is read again from the last
-    # committed offset: the records it had decided but not committed are deduplicated.
+    # Three service processes in one consumer group, one partition each; one dies outright while
+    # events keep arriving. Events sent to its partition after its death can only be decided by a
+    # survivor that took the partition over (after the session timeout), reading from the last
+    # committed offset: what the dead one had decided but not committed is deduplicated.
     ports = [free_port() for _ in range(3)]
     procs = [service_process(settings, "permit-checker", port) for port in ports]
     try:
@@ -153,12 +188,14 @@ async def test_one_of_three_instances_killed_mid_stream(
             return all(code == 200 for code in codes)
 
         await eventually(every_instance_holds_a_partition, timeout=90, interval=0.5)
-        await send(producer, settings.topic_applications, events(N, "GROUP"))
-        await _wait_some_decided(db, 300)
-        procs[0].send_signal(signal.SIGKILL)
-        await asyncio.to_thread(procs[0].wait, 10)
+        async with _steady_stream(producer, settings.topic_applications, "GROUP") as sent:
+            await _wait_some_decided(db, 300)
+            procs[0].send_signal(signal.SIGKILL)
+            await asyncio.to_thread(procs[0].wait, 10)
+            await asyncio.sleep(12)  # past the consumer's 10 s session timeout
+        n = sent[0]
         try:
-            await _all_published(bootstrap, settings, db, N)
+            await _all_published(bootstrap, settings, db, n)
         except AssertionError as exc:
             survivors = "\n".join(
                 line
@@ -178,4 +215,4 @@ async def test_one_of_three_instances_killed_mid_stream(
                 proc.kill()
     for proc in procs[1:]:
         assert proc.returncode == 0, output_of(proc)[-2000:]
-    await _assert_each_decided_once(db, N)
+    await _assert_each_decided_once(db, n)

@@ -118,7 +118,7 @@ def run_broker(
             created = (
                 f"topics {', '.join(topics)} with {partitions} partitions each"
                 if topics
-                else "no topics pre-created (auto-created ones get 4 partitions)"
+                else "no topics pre-created"
             )
             kind = (
                 f"Apache Kafka {KAFKA_VERSION}, {brokers} node(s) in {cluster.data_dir}"

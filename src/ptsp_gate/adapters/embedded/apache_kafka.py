@@ -23,6 +23,7 @@ import base64
 import contextlib
 import ctypes
 import os
+import random
 import re
 import shutil
 import signal
@@ -32,12 +33,13 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from string import Template
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 __all__ = [
     "KAFKA_VERSION",
@@ -87,6 +89,10 @@ _POM = Template("""<?xml version="1.0" encoding="UTF-8"?>
 
 class ApacheKafkaError(RuntimeError):
     """Apache Kafka could not be installed, started or controlled."""
+
+
+def one_line_tail(text: str, limit: int = 400) -> str:
+    return " ".join(text.split())[-limit:]
 
 
 # -- installation ------------------------------------------------------------------------
@@ -169,6 +175,7 @@ def install(*, log: IO[str] | None = None) -> Path:
         "mvn",
         "--batch-mode",
         "--quiet",
+        "--strict-checksums",
         "--file",
         str(pom),
         f"-Dmaven.repo.local={cache_root() / 'm2'}",
@@ -176,9 +183,14 @@ def install(*, log: IO[str] | None = None) -> Path:
         f"-DoutputDirectory={staging}",
         "-DincludeScope=runtime",
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=900)
+    except subprocess.TimeoutExpired:
+        raise ApacheKafkaError(
+            f"mvn did not resolve Apache Kafka {KAFKA_VERSION} in 900 s"
+        ) from None
     if done.returncode != 0:
-        detail = " ".join((done.stdout + done.stderr).split())[-400:]
+        detail = one_line_tail(done.stdout + done.stderr)
         raise ApacheKafkaError(f"mvn could not resolve Apache Kafka {KAFKA_VERSION}: {detail}")
     if not any(staging.glob(f"kafka_{SCALA_VERSION}-{KAFKA_VERSION}.jar")):
         raise ApacheKafkaError(f"mvn finished but left no kafka_{SCALA_VERSION} jar in {staging}")
@@ -193,16 +205,34 @@ def install(*, log: IO[str] | None = None) -> Path:
 # -- a running cluster ---------------------------------------------------------------------
 
 
-def _free_ports(count: int) -> list[int]:
-    # Held open together so that no two are the same; the race with other processes between
-    # closing and Kafka binding is retried by the caller.
-    socks = []
+def _ephemeral_range() -> tuple[int, int]:
     try:
-        for _ in range(count):
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _free_ports(count: int) -> list[int]:
+    """Ports that are free now and below the kernel's ephemeral range: an outgoing connection
+    never takes one of them as its source port, so a node restarted on its old ports finds
+    them free. They are held open together so that no two are the same."""
+    low = _ephemeral_range()[0]
+    floor = 10_000 if low > 11_000 else 1024
+    candidates = random.sample(range(floor, low), k=min(low - floor, 50 * count))
+    socks: list[socket.socket] = []
+    try:
+        for port in candidates:
             s = socket.socket()
-            s.bind(("127.0.0.1", 0))
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
             socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
+            if len(socks) == count:
+                return [int(s.getsockname()[1]) for s in socks]
+        raise ApacheKafkaError(f"no {count} free ports below {low} on 127.0.0.1")
     finally:
         for s in socks:
             s.close()
@@ -217,10 +247,18 @@ def _cluster_id() -> str:
             return candidate
 
 
+_PRCTL: Any
+try:
+    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+except (AttributeError, OSError):  # not Linux: nodes then outlive a killed parent
+    _PRCTL = None
+
+
 def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: ask the kernel for SIGKILL when the parent ends.
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    # Runs in the child between fork and exec, so it only calls what was looked up before the
+    # fork: ask the kernel for SIGKILL when the thread that started us ends.
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass
@@ -280,22 +318,26 @@ class ApacheKafkaCluster:
         self.heap_mb = heap_mb
         self.start_timeout_s = start_timeout_s
         self._libs = install_dir() / "libs"
-        self._own_dir = data_dir is None
-        self.data_dir = (
-            Path(tempfile.mkdtemp(prefix="ptsp-gate-kafka-")) if data_dir is None else data_dir
-        )
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.replication = min(3, brokers)
         self.min_insync = min(2, brokers)
         self.partitions = partitions
         self.cluster_id = _cluster_id()
         ports = _free_ports(2 * brokers)
+        self._own_dir = data_dir is None
+        self.data_dir = (
+            Path(tempfile.mkdtemp(prefix="ptsp-gate-kafka-")) if data_dir is None else data_dir
+        )
         self.nodes = [
             KafkaNode(n, ports[2 * (n - 1)], ports[2 * (n - 1) + 1], self.data_dir / f"node-{n}")
             for n in range(1, brokers + 1)
         ]
         self.bootstrap_servers = [node.address for node in self.nodes]
+        # Every JVM is started from this one thread, which lives as long as the cluster: the
+        # parent-death signal follows the starting thread, so a node restarted from a
+        # short-lived worker thread would otherwise die with that thread.
+        self._launcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-launcher")
         try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
             self._configure()
             self._format()
             for node in self.nodes:
@@ -352,79 +394,109 @@ class ApacheKafkaCluster:
 
     def _format(self) -> None:
         # Formatting is a JVM start per node; they run side by side.
-        running = []
-        for node in self.nodes:
-            command = self._java_command(
-                node,
-                _STORAGE_TOOL,
-                "format",
-                "--cluster-id",
-                self.cluster_id,
-                "--config",
-                str(node.directory / "server.properties"),
-                "--ignore-formatted",
-                heap_mb=256,
-            )
-            running.append(
-                (node, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-            )
-        for node, proc in running:
-            out, _ = proc.communicate(timeout=120)
-            if proc.returncode != 0:
-                raise ApacheKafkaError(
-                    f"formatting node {node.node_id} failed: {out.decode(errors='replace')[-500:]}"
+        running: list[tuple[KafkaNode, subprocess.Popen[bytes]]] = []
+        try:
+            for node in self.nodes:
+                command = self._java_command(
+                    node,
+                    _STORAGE_TOOL,
+                    "format",
+                    "--cluster-id",
+                    self.cluster_id,
+                    "--config",
+                    str(node.directory / "server.properties"),
+                    "--ignore-formatted",
+                    heap_mb=256,
                 )
+                proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                running.append((node, proc))
+            for node, proc in running:
+                try:
+                    out, _ = proc.communicate(timeout=120)
+                except subprocess.TimeoutExpired:
+                    raise ApacheKafkaError(
+                        f"formatting node {node.node_id} took over 120 s"
+                    ) from None
+                if proc.returncode != 0:
+                    raise ApacheKafkaError(
+                        f"formatting node {node.node_id} failed: "
+                        + one_line_tail(out.decode(errors="replace"))
+                    )
+        finally:
+            for _, proc in running:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
 
     def _launch(self, node: KafkaNode) -> None:
         command = self._java_command(
             node, _MAIN, str(node.directory / "server.properties"), heap_mb=self.heap_mb
         )
-        with open(node.directory / "stdout.log", "ab") as out:
-            node.process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads are started in it
-            )
 
-    def wait_ready(self, timeout_s: float | None = None) -> None:
-        """Until every running node is registered with the controller and serves metadata."""
+        def start() -> subprocess.Popen[bytes]:
+            with open(node.directory / "stdout.log", "ab") as out:
+                return subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=_die_with_parent,  # noqa: PLW1509 - one prctl call, looked up before
+                )
+
+        node.process = self._launcher.submit(start).result()
+
+    def wait_ready(self, timeout_s: float | None = None, nodes: Sequence[int] = ()) -> None:
+        """Until the given nodes (by default every running one) are up and registered with the
+        controller. Each is asked on its own address, so a node is ready only once it serves
+        requests itself, not while its old registration lingers after a kill."""
         deadline = time.monotonic() + (timeout_s or self.start_timeout_s)
-        expected = {n.node_id for n in self.nodes if n.running}
+        waiting = [self.node(n) for n in nodes] or [n for n in self.nodes if n.running]
         last = "no answer"
         while time.monotonic() < deadline:
-            for node in self.nodes:
+            for node in waiting:
                 if node.process is not None and node.process.poll() is not None:
                     raise ApacheKafkaError(
                         f"Apache Kafka node {node.node_id} exited with {node.process.returncode}:"
                         f"\n{node.log_tail()}"
                     )
-            try:
-                registered = self._registered_brokers(timeout_s=2.0)
-            except Exception as exc:  # any client failure means "not yet"
-                last = str(exc)
-            else:
-                if expected <= registered:
-                    return
-                last = f"brokers registered: {sorted(registered)}"
+            pending = []
+            for node in waiting:
+                try:
+                    registered = self._registered_brokers(node.address, timeout_s=2.0)
+                except ApacheKafkaError as exc:
+                    last = f"node {node.node_id}: {exc}"
+                    pending.append(node)
+                    continue
+                if not {n.node_id for n in waiting} <= registered:
+                    last = f"brokers registered: {sorted(registered)}"
+                    pending.append(node)
+            if not pending:
+                return
             time.sleep(0.2)
         raise ApacheKafkaError(f"Apache Kafka did not become ready in time ({last})")
 
-    def _admin(self) -> object:
+    def _admin(self, servers: str | None = None) -> object:
         from confluent_kafka.admin import AdminClient
 
         return AdminClient(
             {
-                "bootstrap.servers": ",".join(n.address for n in self.nodes if n.running),
+                "bootstrap.servers": servers
+                or ",".join(n.address for n in self.nodes if n.running),
                 # librdkafka's lines about nodes being down are expected here (faults, starts).
                 "log_level": 0,
             }
         )
 
-    def _registered_brokers(self, timeout_s: float) -> set[int]:
-        metadata = self._admin().list_topics(timeout=timeout_s)  # type: ignore[attr-defined]
-        return set(metadata.brokers)
+    def _metadata(self, servers: str | None = None, timeout_s: float = 5.0) -> Any:
+        from confluent_kafka import KafkaException
+
+        try:
+            return self._admin(servers).list_topics(timeout=timeout_s)  # type: ignore[attr-defined]
+        except KafkaException as exc:
+            raise ApacheKafkaError(f"no metadata: {exc.args[0] if exc.args else exc}") from exc
+
+    def _registered_brokers(self, servers: str, timeout_s: float) -> set[int]:
+        return set(self._metadata(servers, timeout_s).brokers)
 
     def close(self) -> None:
         """Stop every node (SIGTERM, then SIGKILL after 20 s) and remove the data."""
@@ -442,6 +514,7 @@ class ApacheKafkaCluster:
             except subprocess.TimeoutExpired:
                 node.process.kill()
                 node.process.wait()
+        self._launcher.shutdown(wait=False)
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
@@ -503,11 +576,27 @@ class ApacheKafkaCluster:
                 raise ApacheKafkaError(f"create topic {name!r}: {exc}") from exc
         self._wait_for_leaders(wanted)
 
+    def delete_topics(self, names: Iterable[str]) -> None:
+        """Delete topics (those that do not exist are ignored): a long test session would
+        otherwise leave every node with thousands of partitions to recover on each restart."""
+        wanted = list(dict.fromkeys(names))
+        if not wanted:
+            return
+        admin = self._admin()  # futures fail once their client is collected: keep it
+        futures = admin.delete_topics(wanted, request_timeout=30)  # type: ignore[attr-defined]
+        for name, future in futures.items():
+            try:
+                future.result(timeout=60)
+            except Exception as exc:
+                if "UNKNOWN_TOPIC" in str(exc):
+                    continue
+                raise ApacheKafkaError(f"delete topic {name!r}: {exc}") from exc
+
     def _wait_for_leaders(self, names: Sequence[str], timeout_s: float = 30) -> None:
         # CreateTopics returns before every partition has a leader known to every broker.
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            metadata = self._admin().list_topics(timeout=5)  # type: ignore[attr-defined]
+            metadata = self._metadata()
             ready = all(
                 name in metadata.topics
                 and metadata.topics[name].error is None
@@ -562,11 +651,11 @@ class ApacheKafkaCluster:
         if node.running:
             raise ApacheKafkaError(f"node {node_id} is running")
         self._launch(node)
-        self.wait_ready(timeout_s)
+        self.wait_ready(timeout_s, nodes=[node_id])
 
     def under_replicated(self, names: Iterable[str]) -> int:
         """Partitions of ``names`` whose in-sync replicas are fewer than their replicas."""
-        metadata = self._admin().list_topics(timeout=5)  # type: ignore[attr-defined]
+        metadata = self._metadata()
         return sum(
             1
             for name in names
