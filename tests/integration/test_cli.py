@@ -12,6 +12,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -153,30 +154,32 @@ def test_dev_shows_every_outcome(tmp_path, db_dsn) -> None:
     assert "went from BLOCKED to CLEARED on its own" in proc.stdout
 
 
+def _broker(*args: str, **popen: Any) -> subprocess.Popen[str]:
+    """`ptsp-gate broker ARGS` in the background, its first stdout line to be read."""
+    options: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    return subprocess.Popen(
+        [sys.executable, "-m", "ptsp_gate.cli.main", "broker", *args], **(options | popen)
+    )
+
+
+async def _first_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    assert proc.stdout is not None
+    return await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout)
+
+
+needs_apache_kafka = pytest.mark.skipif(
+    kafka_engine() != "kafka",
+    reason="starts Apache Kafka nodes: the session runs on another engine",
+)
+
+
 async def test_broker_command_prints_its_address_and_stops_cleanly(tmp_path) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     bootstrap_file = tmp_path / "bootstrap"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ptsp_gate.cli.main",
-            "broker",
-            "--brokers",
-            "2",
-            "--partitions",
-            "2",
-            "--bootstrap-file",
-            str(bootstrap_file),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _broker("--brokers", "2", "--partitions", "2", "--bootstrap-file", str(bootstrap_file))
     try:
-        assert proc.stdout is not None
-        first = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 20)
+        first = await _first_line(proc, 20)
         servers = first.strip().split(",")
         assert len(servers) == 2
         assert bootstrap_file.read_text().strip() == first.strip()
@@ -223,37 +226,18 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.skipif(
-    kafka_engine() != "kafka",
-    reason="starts Apache Kafka nodes: the session runs on another engine",
-)
+@needs_apache_kafka
 async def test_broker_command_runs_apache_kafka_and_stops_every_node(tmp_path) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     bootstrap_file = tmp_path / "bootstrap"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ptsp_gate.cli.main",
-            "broker",
-            "--engine",
-            "kafka",
-            "--brokers",
-            "2",
-            "--partitions",
-            "2",
-            "--bootstrap-file",
-            str(bootstrap_file),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _broker(
+        "--engine", "kafka", "--brokers", "2", "--partitions", "2",
+        "--bootstrap-file", str(bootstrap_file),
+    )  # fmt: skip
     try:
-        assert proc.stdout is not None
-        first = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 120)
+        first = await _first_line(proc, 120)
         servers = first.strip().split(",")
         assert len(servers) == 2
         assert all(s.startswith("127.0.0.1:") for s in servers)
@@ -287,22 +271,17 @@ async def test_broker_command_runs_apache_kafka_and_stops_every_node(tmp_path) -
     assert not Path(data_dir.group(1)).exists()
 
 
-@pytest.mark.skipif(
-    kafka_engine() != "kafka",
-    reason="starts Apache Kafka nodes: the session runs on another engine",
-)
+@needs_apache_kafka
 async def test_apache_kafka_nodes_die_with_a_killed_broker_command(tmp_path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ptsp_gate.cli.main", "broker", "--engine", "kafka"],
-        stdout=subprocess.PIPE,
+    # Its data directory is left behind (nothing runs to remove it): inside tmp_path.
+    proc = _broker(
+        "--engine",
+        "kafka",
         stderr=subprocess.DEVNULL,
-        # Its data directory is left behind (nothing runs to remove it): inside tmp_path.
         env={**os.environ, "TMPDIR": str(tmp_path)},
-        text=True,
     )
     try:
-        assert proc.stdout is not None
-        await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 120)
+        await _first_line(proc, 120)
         jvms = _descendants(proc.pid)
         assert len(jvms) == 3
     finally:

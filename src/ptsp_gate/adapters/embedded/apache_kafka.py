@@ -261,6 +261,17 @@ def _die_with_parent() -> None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def _settle(futures: dict[str, Any], action: str, tolerated: str) -> None:
+    """Wait for an admin request's per-topic results; an error naming `tolerated` (the topic
+    already exists, or is already gone) is the outcome wanted anyway."""
+    for name, future in futures.items():
+        try:
+            future.result(timeout=60)
+        except Exception as exc:
+            if tolerated not in str(exc):
+                raise ApacheKafkaError(f"{action} topic {name!r}: {exc}") from exc
+
+
 @dataclass
 class KafkaNode:
     """One combined broker and controller."""
@@ -566,14 +577,11 @@ class ApacheKafkaCluster:
             for name in wanted
         ]
         admin = self._admin()  # futures fail once their client is collected: keep it
-        futures = admin.create_topics(topics, request_timeout=30)  # type: ignore[attr-defined]
-        for name, future in futures.items():
-            try:
-                future.result(timeout=60)
-            except Exception as exc:
-                if "TOPIC_ALREADY_EXISTS" in str(exc):
-                    continue
-                raise ApacheKafkaError(f"create topic {name!r}: {exc}") from exc
+        _settle(
+            admin.create_topics(topics, request_timeout=30),  # type: ignore[attr-defined]
+            "create",
+            tolerated="TOPIC_ALREADY_EXISTS",
+        )
         self._wait_for_leaders(wanted)
 
     def delete_topics(self, names: Iterable[str]) -> None:
@@ -583,14 +591,11 @@ class ApacheKafkaCluster:
         if not wanted:
             return
         admin = self._admin()  # futures fail once their client is collected: keep it
-        futures = admin.delete_topics(wanted, request_timeout=30)  # type: ignore[attr-defined]
-        for name, future in futures.items():
-            try:
-                future.result(timeout=60)
-            except Exception as exc:
-                if "UNKNOWN_TOPIC" in str(exc):
-                    continue
-                raise ApacheKafkaError(f"delete topic {name!r}: {exc}") from exc
+        _settle(
+            admin.delete_topics(wanted, request_timeout=30),  # type: ignore[attr-defined]
+            "delete",
+            tolerated="UNKNOWN_TOPIC",
+        )
 
     def _wait_for_leaders(self, names: Sequence[str], timeout_s: float = 30) -> None:
         # CreateTopics returns before every partition has a leader known to every broker.
