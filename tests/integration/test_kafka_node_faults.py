@@ -14,6 +14,7 @@ import contextlib
 import signal
 import urllib.error
 import urllib.request
+from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
@@ -27,7 +28,6 @@ from .support import (
     free_port,
     output_of,
     read_topic,
-    send,
     service_process,
     services,
 )
@@ -101,6 +101,7 @@ async def _steady_stream(producer, topic: str, tag: str, rate: int = 300):
     the number sent, final once the block has ended."""
     pending = events(rate * 180, tag)
     sent = [0]
+    deliveries: list[asyncio.Future[Any]] = []
     stop = asyncio.Event()
 
     async def run() -> None:
@@ -108,9 +109,11 @@ async def _steady_stream(producer, topic: str, tag: str, rate: int = 300):
         started = loop.time()
         while not stop.is_set():
             due = min(len(pending), int((loop.time() - started) * rate))
-            if due > sent[0]:
-                await send(producer, topic, pending[sent[0] : due])
-                sent[0] = due
+            # Not awaiting each delivery: a record for a hung leader's partition must not hold
+            # up the records for the others, as it would for a producer that waits per batch.
+            for key, headers, value in pending[sent[0] : due]:
+                deliveries.append(await producer.send(topic, value, key=key, headers=headers))
+            sent[0] = max(sent[0], due)
             await asyncio.sleep(0.05)
 
     task = asyncio.create_task(run())
@@ -119,6 +122,7 @@ async def _steady_stream(producer, topic: str, tag: str, rate: int = 300):
     finally:
         stop.set()
         await task
+        await asyncio.wait_for(asyncio.gather(*deliveries), 120)
 
 
 @pytest.mark.parametrize("fault", ["SIGKILL", "SIGSTOP"])
