@@ -63,6 +63,15 @@ async def _leader_of_first_partition(bootstrap: list[str], topic: str) -> int:
     return int(partitions[0])
 
 
+async def _coordinator_of(bootstrap: list[str], group: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return int(await admin.find_coordinator(group))
+    finally:
+        await admin.close()
+
+
 def _ready(port: int) -> int:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as response:
@@ -151,6 +160,26 @@ async def test_a_partition_leader_fails_mid_stream(fault, apache_cluster, settin
     await _assert_each_decided_once(db, n)
     # Work went on while the node was away, not only after it came back.
     assert while_away > at_fault
+
+
+async def test_the_group_coordinator_hangs_mid_stream(apache_cluster, settings, producer, db):
+    # Offset commits go to one broker, the group's coordinator. While it hangs, a commit waits for
+    # the client's request timeout (tens of seconds); decisions must go on meanwhile.
+    bootstrap = list(settings.kafka_bootstrap_servers)
+    async with services(settings, "permit-checker"):
+        async with _steady_stream(producer, settings.topic_applications, "COORD") as sent:
+            await _wait_some_decided(db, 100)
+            victim = await _coordinator_of(bootstrap, settings.group_permit_checker)
+            apache_cluster.pause(victim)
+            at_fault = await _decided(db)
+            await asyncio.sleep(8)
+            while_away = await _decided(db)
+            apache_cluster.resume(victim)
+            await asyncio.sleep(2)
+        n = sent[0]
+        await _all_published(bootstrap, settings, db, n)
+    await _assert_each_decided_once(db, n)
+    assert while_away > at_fault, f"nothing decided in 8 s while node {victim} hung"
 
 
 async def test_a_rolling_restart_of_every_node(apache_cluster, settings, producer, bootstrap, db):

@@ -29,6 +29,7 @@ from ptsp_gate.observability.metrics import Metrics, mark_process_dead
 from ptsp_gate.services import outbox
 from ptsp_gate.services.errors import TransientFailure
 from ptsp_gate.services.intake import RawRecord
+from ptsp_gate.services.offset_commits import OffsetCommitter
 from ptsp_gate.services.outbox import OutboxRelay
 
 log = get_logger(__name__)
@@ -98,6 +99,7 @@ class Service:
         self._backoff = Backoff(max_s=settings.retry_max_delay_s)
         self._lag_task: asyncio.Task[None] | None = None
         self._background_task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._subscriber = self.broker.subscriber(
             # Topics are provisioned by operators (partitions, retention); never created here.
             Topic(spec.topic, declare=False),
@@ -117,6 +119,7 @@ class Service:
         )
         # The decorator returns a call wrapper; the subscriber (and its consumer) is kept apart.
         self._subscriber(self._on_batch)
+        self._commits = OffsetCommitter(lambda: self._subscriber.consumer, spec.name)
 
     async def _on_batch(self, records: Any, msg: KafkaMessage) -> None:
         assert self._handler is not None
@@ -142,14 +145,9 @@ class Service:
             await asyncio.sleep(delay)
             return
         self._backoff.reset()
-        try:
-            await msg.ack()
-        except Exception as exc:  # the work is committed in PostgreSQL; a replay dedupes
-            log.warning(
-                "offset commit failed; batch will be redelivered and deduplicated",
-                service=self.spec.name,
-                error=str(exc)[:300],
-            )
+        self._commits.handled(records)
+        if self._stopping:  # the drain's last batch: its commit must land before the consumer goes
+            await self._commits.flush(self.settings.graceful_timeout_s)
 
     async def open(self) -> None:
         """Connect to PostgreSQL and check the schema; fail fast with one line if either is off."""
@@ -200,6 +198,8 @@ class Service:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._lag_task = self._background_task = None
+        self._stopping = True
+        await self._commits.flush(self.settings.graceful_timeout_s)
         await self.broker.stop()
         await self.relay.stop(drain_timeout_s=self.settings.graceful_timeout_s)
         if self.pool is not None:
