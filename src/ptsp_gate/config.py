@@ -7,6 +7,9 @@ local commands (`dev`, tests, benchmark); the services themselves require both.
 
 from __future__ import annotations
 
+import os
+import re
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -17,15 +20,76 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # address.
 _TOPIC_CHARS = r"^[A-Za-z0-9._-]{1,249}$"
 
+# Connection parameters whose values are hidden when a DSN is shown: `password`, `sslpassword`,
+# and anything else named like a secret (a misspelt `passwd=` is hidden too).
+_SECRET_KEY = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)
+_REDACTED = "***"
+_IPV6_HOST = re.compile(r"\[[^\]]+\](?::(?P<port>.*))?")
+_URL_START = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.-]*://")
+_KEYWORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# libpq's connection parameters, the only names a key=value DSN shows values of: in a string
+# that is not really a DSN, "name=value" could be a password holding '='.
+_LIBPQ_KEYWORDS = frozenset(
+    {
+        "host",
+        "hostaddr",
+        "port",
+        "dbname",
+        "user",
+        "passfile",
+        "channel_binding",
+        "connect_timeout",
+        "client_encoding",
+        "options",
+        "application_name",
+        "fallback_application_name",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+        "replication",
+        "gssencmode",
+        "sslmode",
+        "sslnegotiation",
+        "requiressl",
+        "sslcompression",
+        "sslcert",
+        "sslkey",
+        "sslcertmode",
+        "sslrootcert",
+        "sslcrl",
+        "sslcrldir",
+        "sslsni",
+        "requirepeer",
+        "require_auth",
+        "ssl_min_protocol_version",
+        "ssl_max_protocol_version",
+        "min_protocol_version",
+        "max_protocol_version",
+        "krbsrvname",
+        "gsslib",
+        "gssdelegation",
+        "service",
+        "target_session_attrs",
+        "load_balance_hosts",
+    }
+)
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PTSP_GATE_", extra="ignore", frozen=True)
+    # Validation errors never echo what was given: some settings are secrets.
+    model_config = SettingsConfigDict(
+        env_prefix="PTSP_GATE_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     kafka_bootstrap_servers: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
     )
-    database_url: str | None = Field(
+    # Secret: the URL carries the password. `dsn()` gives the value to connect with;
+    # `redact_dsn` gives the one to print.
+    database_url: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
     )
     # The URL carries the password, so it may come from a mounted secret file instead; the file
@@ -71,6 +135,9 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=4, ge=2, le=100)
     retry_max_delay_s: float = Field(default=5.0, gt=0, le=300)
     graceful_timeout_s: float = Field(default=20.0, gt=0, le=600)
+    # /ready answers 503 when the consumer has handled nothing for this long while records wait.
+    # Longer than a slow batch (seconds) and than a group rebalance (the 10 s session timeout).
+    consumer_stuck_after_s: float = Field(default=120.0, ge=15, le=86_400)
 
     redecide_window_days: int = Field(default=90, ge=1, le=3650)
     sweep_interval_s: float = Field(default=300.0, ge=1, le=86_400)
@@ -95,6 +162,13 @@ class Settings(BaseSettings):
         # An empty variable would otherwise mean the current directory, silently.
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _empty_database_url_is_unset(cls, value: object) -> object:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        return None if isinstance(value, str) and not value.strip() else value
+
     @model_validator(mode="after")
     def _database_url_from_file(self) -> Settings:
         if self.database_url_file is not None:
@@ -106,8 +180,22 @@ class Settings(BaseSettings):
                 ) from exc
             if not url:
                 raise ValueError(f"DATABASE_URL_FILE {self.database_url_file} is empty")
+            source = f"DATABASE_URL_FILE {self.database_url_file}"
             # Frozen model: the one place a value is derived after validation.
-            object.__setattr__(self, "database_url", url)
+            object.__setattr__(self, "database_url", SecretStr(url))
+        else:
+            source = "DATABASE_URL"
+        if self.database_url is not None:
+            dsn = self.dsn()
+            problem = dsn_problem(dsn)
+            if problem is not None:
+                # Checked here rather than at the first connection, whose driver error would be a
+                # traceback (or quote the URL); the URL is shown with its password hidden.
+                raise ValueError(f"{source}: {problem}: {redact_dsn(dsn)}")
+            # The driver reads PGPORT for every URL with a host, and fails on it the same way.
+            pgport = os.environ.get("PGPORT")
+            if pgport and _ports_problem(pgport.split(",")):
+                raise ValueError("PGPORT: a port is not a number from 1 to 65535")
         return self
 
     @field_validator("kafka_bootstrap_servers", mode="before")
@@ -116,6 +204,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [s.strip() for s in value.split(",") if s.strip()]
         return value
+
+    def dsn(self) -> str:
+        """The database URL, password included, to connect with: never print or log it (print
+        `redact_dsn(...)` instead). Only when set: test `database_url` first."""
+        if self.database_url is None:
+            raise ValueError("DATABASE_URL is not set")
+        return self.database_url.get_secret_value()
 
     def secret(self, name: str) -> str | None:
         """A secret setting's value: from its *_FILE when given (trailing newline dropped)."""
@@ -138,3 +233,141 @@ class Settings(BaseSettings):
         """Every topic ptsp-gate reads or writes, for provisioning embedded and test brokers."""
         inputs = self.input_topics()
         return [*inputs, self.topic_decisions, *(self.dlq_topic(t) for t in inputs)]
+
+
+def dsn_problem(dsn: str) -> str | None:
+    """Why asyncpg could not use `dsn`, in words that quote nothing of it; None when it can.
+
+    Only the syntax is checked (scheme, ports, query string); whether the server answers is the
+    connection's business.
+    """
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+    except ValueError:
+        return "not a valid URL"
+    if "://" not in dsn or parts.scheme not in ("postgresql", "postgres"):
+        return "not a URL of the form postgresql://user:password@host:port/database"
+    query: dict[str, list[str]] = {}
+    if parts.query:
+        try:
+            query = urllib.parse.parse_qs(parts.query, strict_parsing=True)
+        except ValueError:
+            return "the query string after '?' is not name=value pairs joined by '&'"
+    # As asyncpg splits it: user information ends at the first '@'.
+    hosts = parts.netloc.partition("@")[2] if "@" in parts.netloc else parts.netloc
+    problem = _hosts_problem(hosts, unquote=True) if hosts else None
+    if problem is None and query.get("host"):
+        problem = _hosts_problem(query["host"][-1], unquote=False)
+    if problem is None and query.get("port"):
+        problem = _ports_problem(query["port"][-1].split(","))
+    return problem
+
+
+def _hosts_problem(hosts: str, *, unquote: bool) -> str | None:
+    ports = []
+    for spec in hosts.split(","):
+        if not spec:
+            return "the host list has an empty entry"
+        if spec.startswith("/"):  # a Unix socket directory
+            continue
+        if spec.startswith("["):
+            match = _IPV6_HOST.fullmatch(spec)
+            if match is None:
+                return "an IPv6 host is not written [address] or [address]:port"
+            port = match.group("port") or ""
+        else:
+            port = spec.partition(":")[2]
+        ports.append(urllib.parse.unquote(port) if unquote else port)
+    return _ports_problem([p for p in ports if p])
+
+
+def _ports_problem(ports: list[str]) -> str | None:
+    for port in ports:
+        if not (len(port) <= 5 and port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            return "a port is not a number from 1 to 65535"
+    return None
+
+
+def redact_dsn(dsn: str, limit: int = 500) -> str:
+    """`dsn` fit to print or log: any password replaced by ***, on one line, at most `limit`
+    characters. Never raises.
+
+    URLs lose the password of their user information and the value of any query parameter
+    named like a secret (`password`, `sslpassword`); key=value DSNs show only the values of
+    libpq's other parameters; a string that is neither is not shown at all. A malformed DSN is
+    redacted too generously rather than too little.
+    """
+    try:
+        text = str(dsn)
+        shown = _redact_url(text) if _URL_START.match(text) else _redact_keywords(text)
+    except Exception:  # whatever it is, it is not printed
+        shown = _REDACTED
+    # Control characters (a newline could forge a log line) are shown escaped.
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in shown)
+    return shown if len(shown) <= limit else shown[: max(limit - 3, 0)] + "..."
+
+
+def _redact_url(text: str) -> str:
+    scheme, _, rest = text.partition("://")
+    # The user information ends at the last '@' anywhere: a password may hold '@', '/', '?' or
+    # '#' unencoded, and a wrong guess must hide too much, never too little.
+    at = rest.rfind("@")
+    if at >= 0:
+        user, colon, _password = rest[:at].partition(":")
+        rest = (f"{user}:{_REDACTED}" if colon else user) + rest[at:]
+    head, question, query = rest.partition("?")
+    if not question:
+        return f"{scheme}://{rest}"
+    pairs: list[str] = []
+    for pair in query.split("&"):  # a fragment stays in its pair: '#' may be in a password
+        key, equals, _value = pair.partition("=")
+        if not pair:
+            pairs.append(pair)
+        elif not equals or not _KEYWORD.fullmatch(urllib.parse.unquote(key)):
+            pairs.append(_REDACTED)  # not name=value: it could be anything, a password included
+        elif _SECRET_KEY.search(urllib.parse.unquote(key)):
+            pairs.append(f"{key}={_REDACTED}")
+        else:
+            pairs.append(pair)
+    return f"{scheme}://{head}?{'&'.join(pairs)}"
+
+
+def _redact_keywords(text: str) -> str:
+    """A libpq key=value DSN (`host=db user=app password='a b'`), secrets replaced."""
+    if "=" not in text:
+        return _REDACTED if text.strip() else text
+    words = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+            continue
+        start = i
+        while i < n and not text[i].isspace() and text[i] != "=":
+            i += 1
+        key = text[start:i]
+        j = i
+        while j < n and text[j].isspace():
+            j += 1
+        if j >= n or text[j] != "=":
+            words.append(_REDACTED)  # not key=value: it could be anything, a password included
+            continue
+        i = j + 1
+        while i < n and text[i].isspace():
+            i += 1
+        value_start = i
+        if i < n and text[i] == "'":
+            i += 1
+            while i < n and text[i] != "'":
+                i += 2 if text[i] == "\\" else 1
+            i = min(i + 1, n)
+        else:
+            while i < n and not text[i].isspace():
+                i += 1
+        if _SECRET_KEY.search(key) and _KEYWORD.fullmatch(key):
+            words.append(f"{key}={_REDACTED}")
+        elif key in _LIBPQ_KEYWORDS:
+            words.append(f"{key}={text[value_start:i]}")
+        else:
+            words.append(_REDACTED)  # not a parameter name: a mangled URL, say
+    return " ".join(words)

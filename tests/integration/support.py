@@ -152,7 +152,7 @@ def service_process(
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": ",".join(settings.kafka_bootstrap_servers),
-        "DATABASE_URL": settings.database_url,
+        "DATABASE_URL": settings.dsn(),
         "PTSP_GATE_TOPIC_APPLICATIONS": settings.topic_applications,
         "PTSP_GATE_TOPIC_ENROLMENT": settings.topic_enrolment,
         "PTSP_GATE_TOPIC_DECISIONS": settings.topic_decisions,

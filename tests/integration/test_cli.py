@@ -107,6 +107,34 @@ async def test_officer_commands_on_real_decisions(settings, producer, bootstrap,
     assert "no record" in out.stdout
 
 
+async def test_flagged_csv_writes_formulas_as_text(db, db_dsn) -> None:
+    # Decisions as stored; the region and the codes are what a spreadsheet would run.
+    hostile = ['=HYPERLINK("http://x")', "+1+1", "@SUM(A1)", "-2+3", "\t=1"]
+    regions = [*hostile, "7314"]
+    for n, region in enumerate(regions, start=1):
+        await db.execute(
+            """
+            INSERT INTO compliance_decision (decision_id, event_id, application_id, nib, action,
+                region_code, outcome, reason_codes, reasons, policy_version, decided_at)
+            VALUES (gen_random_uuid(), $1, $1, $2, 'NEW', $3, 'BLOCKED', $4, '[]'::jsonb,
+                'national-2026.1', now())
+            """,
+            f"evt-{n}",
+            demo.nib(n),
+            region,
+            [region if region != "7314" else "ARREARS"],
+        )
+    out = await asyncio.to_thread(_cli, db_dsn, "flagged", "--format", "csv")
+    assert out.returncode == 0, out.stderr
+    rows = {r["nib"]: r for r in csv.DictReader(io.StringIO(out.stdout))}
+    for n, region in enumerate(hostile, start=1):
+        assert rows[demo.nib(n)]["region_code"] == "'" + region
+        assert rows[demo.nib(n)]["reason_codes"] == "'" + region
+        assert rows[demo.nib(n)]["blocked_applications"] == "1"
+    ordinary = rows[demo.nib(len(regions))]
+    assert (ordinary["region_code"], ordinary["reason_codes"]) == ("7314", "ARREARS")
+
+
 async def test_officer_command_on_unmigrated_database_is_one_line(server_dsn) -> None:
     from .conftest import _with_database
 

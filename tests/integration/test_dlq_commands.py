@@ -37,7 +37,7 @@ def _env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": ",".join(settings.kafka_bootstrap_servers),
-        "DATABASE_URL": settings.database_url or "",
+        "DATABASE_URL": settings.dsn(),
         "PTSP_GATE_TOPIC_APPLICATIONS": settings.topic_applications,
         "PTSP_GATE_TOPIC_ENROLMENT": settings.topic_enrolment,
         "PTSP_GATE_TOPIC_DECISIONS": settings.topic_decisions,

@@ -25,6 +25,7 @@ from ptsp_gate import demo
 from ptsp_gate.adapters.postgres import connect
 from ptsp_gate.config import Settings
 from ptsp_gate.policy import load_policy_book
+from ptsp_gate.reports.render import spreadsheet_text
 from ptsp_gate.schemas.events import EnrolmentState, EnrolmentStatus, PdsFlag, Program, Segment
 from ptsp_gate.services import enrolment_store
 from ptsp_gate.services.enrolment_sync.bulk_import import (
@@ -274,7 +275,8 @@ async def test_bad_rows_are_reported_and_the_good_ones_imported(db, db_dsn, tmp_
     for row, (name, bad, reason) in zip(written[1:], BAD_ROWS, strict=True):
         assert row[1].startswith(reason), name
         if isinstance(bad, dict):
-            assert row[2:] == [bad[f] for f in FIELDS], name
+            # as written, but as text for a spreadsheet: "-2" comes back as "'-2"
+            assert row[2:] == [spreadsheet_text(bad[f]) for f in FIELDS], name
     assert written[9][2:] == [demo.nib(109), demo.npwp15(109), "NPP"]
 
     assert await db.fetchval("SELECT count(*) FROM employer_enrolment") == len(BAD_ROWS)
@@ -296,6 +298,47 @@ async def test_a_file_of_only_bad_rows_commits_the_count(db, tmp_path) -> None:
     result = await run_import(db, path)
     assert (result.rows_read, result.rows_applied, result.rows_rejected) == (2, 0, 2)
     assert await db.fetchval("SELECT rows_rejected FROM enrolment_import") == 2
+
+
+async def test_hostile_rows_are_refused_without_echoing_identifiers_or_formulas(
+    db, db_dsn, tmp_path
+) -> None:
+    def line(row: dict[str, str]) -> str:
+        return csv_text([row]).splitlines()[1]
+
+    nik = "7314015505900001"
+    rows = [
+        line(record(1)),
+        "x" * (1 << 20) + "," + line(record(97)),  # a valid row beyond 1 MiB on line 3
+        line(record(2, nib=nik)),
+        line(record(3, status='=HYPERLINK("http://x")', npp="@SUM(A1)")),
+        line(record(4, workers_enrolled="-2+3")),
+        line(record(5)),
+    ]
+    path = tmp_path / "hostile.csv"
+    path.write_text(",".join(FIELDS) + "\n" + "\n".join(rows) + "\n")
+
+    out = await acli(db_dsn, str(path), "--progress", "none")
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.splitlines() == [
+        "line 3: record longer than 1 MiB (1048576 bytes): line 3 skipped",
+        "line 4: nib: must be 13 digits, got '************0001'",
+        "line 5: status: unknown status '=HYPERLINK(\"http://x\")' (expected one of ACTIVE, "
+        "INACTIVE, NOT_REGISTERED)",
+        "line 6: workers_enrolled: must be a whole number from 0 to 10000000, got '-2+3'",
+    ]
+    assert nik not in out.stderr
+    stored_nibs = [r["nib"] for r in await db.fetch("SELECT nib FROM employer_enrolment")]
+    assert sorted(stored_nibs) == [demo.nib(1), demo.nib(5)]  # not demo.nib(97)
+
+    with (tmp_path / "hostile.csv.rejects.csv").open(newline="") as f:
+        written = {int(r[0]): r[2:] for r in list(csv.reader(f))[1:]}
+    assert written[3] == []
+    assert written[4][0] == nik  # the rejects file is the file's own data, for fixing
+    assert written[5][FIELDS.index("status")] == '\'=HYPERLINK("http://x")'
+    assert written[5][FIELDS.index("npp")] == "'@SUM(A1)"
+    assert written[6][FIELDS.index("workers_enrolled")] == "'-2+3"
+    assert written[6][FIELDS.index("nib")] == demo.nib(4)
 
 
 # --- broken files: exit 1, one line, nothing changed ---------------------------------------------
@@ -323,6 +366,16 @@ BROKEN: list[tuple[str, bytes, str]] = [
     ("empty file", b"", "is empty"),
     ("header only", csv_text([]).encode(), "has a header but no rows"),
     ("zip archive", b"PK\x03\x04" + _good()[:100], "is a zip archive"),
+    (
+        "header of 40,000 cells",
+        b",".join([b"col"] * 40_000) + b"\n" + _good().split(b"\n", 1)[1],
+        "wrong header: 40000 columns, more than the 64 a header may have",
+    ),
+    (
+        "header over 1 MiB",
+        b"nib," + b"x" * (2 << 20) + b"\n" + _good().split(b"\n", 1)[1],
+        "line 1: the header is longer than 1 MiB (1048576 bytes)",
+    ),
 ]
 
 
@@ -702,8 +755,7 @@ async def test_import_rows_and_freshness_reach_the_enrolment_sync_metrics(settin
     await enrolment_store.apply_newer(db, states, "stream", [None] * len(states))
     from ptsp_gate.adapters.postgres import create_pool
 
-    assert settings.database_url
-    pool = await create_pool(settings.database_url, 2)
+    pool = await create_pool(settings.dsn(), 2)
     metrics = Metrics()
     task = asyncio.create_task(
         projection_metrics_refresher(pool, metrics, max_age_days=90, every_s=0.05)

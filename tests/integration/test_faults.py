@@ -8,6 +8,7 @@ import signal
 
 import asyncpg
 import pytest
+from pydantic import SecretStr
 
 from .conftest import eventually
 from .support import (
@@ -131,7 +132,7 @@ async def test_service_refuses_to_start_on_an_unmigrated_database(settings, serv
     from .conftest import _with_database
 
     proc = service_process(
-        settings.model_copy(update={"database_url": _with_database(server_dsn, name)}),
+        settings.model_copy(update={"database_url": SecretStr(_with_database(server_dsn, name))}),
         "permit-checker",
     )
     code = await asyncio.to_thread(proc.wait, 30)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import UTC, datetime
 
 import pytest
 
 from ptsp_gate import demo
+from ptsp_gate.services.permit_checker import checker
 
 from .conftest import eventually
-from .support import header, read_topic, send, services
+from .support import application_id, decisions, header, read_topic, send, services
 
 pytestmark = pytest.mark.integration
 
@@ -69,3 +72,164 @@ async def test_enrolment_sync_isolates_a_refused_employer(settings, producer, bo
     assert [header(r, "ptsp-gate-error-code") for r in dead] == ["PROCESSING_FAILED"]
     stored = {r["nib"] for r in await db.fetch("SELECT nib FROM employer_enrolment")}
     assert stored == {demo.nib(n) for n in (1, 3, 4)}
+
+
+def _poison_on_partition_of(key: bytes, headers, structured_headers) -> list:
+    """Every poison kind, keyed like the valid events so that all share one partition."""
+    deep = b"[" * 1000 + b"]" * 1000
+    attrs = {k[3:]: v.decode() for k, v in headers if k.startswith("ce_")}
+    envelope = json.dumps(attrs)[:-1]
+
+    def structured(data: str) -> bytes:
+        return (envelope + ', "data": ' + data + "}").encode()
+
+    return [
+        (key, headers, deep),
+        (key, structured_headers, structured("[" * 5000 + "]" * 5000)),
+        (key, structured_headers, structured("1" * 5000)),
+        (key, headers, b'{"application_id": "A-1", "n": ' + b"9" * 5000 + b"}"),
+    ]
+
+
+async def test_poison_records_are_dead_lettered_and_the_events_behind_them_decided(
+    settings, producer, bootstrap, db
+):
+    now = datetime.now(UTC)
+    apps = [demo.application(n, workers=0, now=now) for n in range(1, 4)]
+    key, headers, _ = demo.application_record(apps[0])
+    structured_headers = [("content-type", b"application/cloudevents+json")]
+    poison = _poison_on_partition_of(key, headers, structured_headers)
+    behind = [demo.application_record(a) for a in apps]
+    # The valid events go to the poison's partition, behind it.
+    behind = [(key, h, v) for _, h, v in behind]
+    async with services(settings, "permit-checker"):
+        started = time.monotonic()
+        await send(producer, settings.topic_applications, [*poison, *behind])
+
+        async def behind_decided() -> bool:
+            return await db.fetchval("SELECT count(*) FROM compliance_decision") == len(apps)
+
+        await eventually(behind_decided, timeout=30)
+        took = time.monotonic() - started
+        dead = await read_topic(
+            bootstrap, settings.dlq_topic(settings.topic_applications), len(poison)
+        )
+    assert sorted(header(r, "ptsp-gate-error-code") for r in dead) == ["SCHEMA_VIOLATION"] * 4
+    assert took < 10, f"events behind the poison took {took:.1f} s"
+
+
+async def test_a_deeply_nested_enrolment_record_is_dead_lettered(settings, producer, bootstrap, db):
+    now = datetime.now(UTC)
+    key, headers, _ = demo.enrolment_record(demo.enrolment(1, now=now))
+    good = [demo.enrolment_record(demo.enrolment(n, now=now)) for n in (1, 2)]
+    async with services(settings, "enrolment-sync"):
+        await send(
+            producer,
+            settings.topic_enrolment,
+            [(key, headers, b"[" * 1000 + b"]" * 1000), *[(key, h, v) for _, h, v in good]],
+        )
+        dead = await read_topic(bootstrap, settings.dlq_topic(settings.topic_enrolment), 1)
+
+        async def applied() -> bool:
+            return await db.fetchval("SELECT count(*) FROM employer_enrolment") == 2
+
+        await eventually(applied, timeout=30)
+    assert [header(r, "ptsp-gate-error-code") for r in dead] == ["SCHEMA_VIOLATION"]
+
+
+async def test_a_record_that_fails_deciding_is_isolated_while_the_database_is_healthy(
+    settings, producer, bootstrap, db, monkeypatch
+):
+    # A fault that follows one record and is not the database's: deciding it raises, as a bug
+    # in a policy rule would. Retried once, then the batch is taken apart and only that record
+    # is dead-lettered; the rest is decided.
+    now = datetime.now(UTC)
+    apps = [demo.application(n, workers=0, now=now) for n in range(1, 6)]
+    poisoned = apps[2]["application_id"]
+    real_decide = checker.decide
+
+    def decide(app, *args, **kwargs):
+        if app.application_id == poisoned:
+            raise ZeroDivisionError("a rule's arithmetic failed")
+        return real_decide(app, *args, **kwargs)
+
+    monkeypatch.setattr(checker, "decide", decide)
+    key = demo.application_record(apps[0])[0]
+    async with services(settings, "permit-checker") as running:
+        started = time.monotonic()
+        await send(
+            producer,
+            settings.topic_applications,
+            [(key, h, v) for _, h, v in (demo.application_record(a) for a in apps)],
+        )
+        dead = await read_topic(bootstrap, settings.dlq_topic(settings.topic_applications), 1)
+
+        async def four_decided() -> bool:
+            return await db.fetchval("SELECT count(*) FROM compliance_decision") == 4
+
+        await eventually(four_decided, timeout=30)
+        took = time.monotonic() - started
+        retries = running["permit-checker"].metrics.retries.labels("permit-checker")._value.get()
+    assert [header(r, "ptsp-gate-error-code") for r in dead] == ["PROCESSING_FAILED"]
+    assert "ZeroDivisionError" in (header(dead[0], "ptsp-gate-error-message") or "")
+    assert retries >= 1
+    assert took < 10, f"isolation took {took:.1f} s"
+    decided = {
+        r["application_id"]
+        for r in await db.fetch("SELECT application_id FROM compliance_decision")
+    }
+    assert decided == {a["application_id"] for a in apps} - {poisoned}
+
+
+async def test_a_reused_ce_id_with_other_content_is_answered_and_a_redelivery_absorbed(
+    settings, producer, bootstrap, db
+):
+    now = datetime.now(UTC)
+    first, second, third, fourth = (demo.application(n, workers=0, now=now) for n in range(1, 5))
+    original = demo.application_record(first, event_id="ID-1")
+    async with services(settings, "permit-checker") as running:
+        await send(producer, settings.topic_applications, [original])
+        await read_topic(bootstrap, settings.topic_decisions, 1)
+        # The same bytes again (a producer's retry), then another application under ID-1, then,
+        # in one batch, two different applications sharing ID-2.
+        await send(
+            producer,
+            settings.topic_applications,
+            [
+                original,
+                demo.application_record(second, event_id="ID-1"),
+                demo.application_record(third, event_id="ID-2"),
+                demo.application_record(fourth, event_id="ID-2"),
+            ],
+        )
+        dead = await read_topic(bootstrap, settings.dlq_topic(settings.topic_applications), 2)
+        published = await read_topic(
+            bootstrap, settings.topic_decisions, 4, distinct=application_id
+        )
+        metrics = running["permit-checker"].metrics
+        absorbed = metrics.duplicates.labels(settings.topic_applications)._value.get()
+        conflicts = metrics.dlq_messages.labels(
+            settings.dlq_topic(settings.topic_applications), "ID_CONFLICT"
+        )._value.get()
+    assert sorted(header(r, "ptsp-gate-error-code") for r in dead) == ["ID_CONFLICT"] * 2
+    assert {header(r, "ce_id") for r in dead} == {"ID-1", "ID-2"}
+    outcomes = {d["application_id"]: d["outcome"] for d in decisions(published)}
+    assert outcomes[second["application_id"]] == "REJECTED"
+    assert outcomes[first["application_id"]] != "REJECTED"
+    # Different NIBs, so different partitions, handled concurrently: either may come first.
+    pair = sorted(outcomes[a["application_id"]] == "REJECTED" for a in (third, fourth))
+    assert pair == [False, True]
+    rejected = next(
+        d for d in decisions(published) if d["application_id"] == second["application_id"]
+    )
+    assert "ID_CONFLICT" in json.dumps(rejected["reasons"])
+    assert absorbed == 1
+    assert conflicts == 2
+    # The original was decided once.
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM compliance_decision WHERE application_id = $1",
+            first["application_id"],
+        )
+        == 1
+    )

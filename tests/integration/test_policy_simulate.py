@@ -431,3 +431,26 @@ async def test_console_errors_are_one_line(server_dsn, db_dsn, tmp_path) -> None
     assert out.stderr.splitlines() == [
         "ptsp-gate policy: database schema is behind: run `ptsp-gate migrate`"
     ]
+
+
+async def test_csv_writes_formulas_as_text(db, db_dsn, tmp_path) -> None:
+    # The contract lets an application id be any printable ASCII without spaces.
+    now = datetime.now(UTC)
+    hostile = ['=HYPERLINK("http://x")', "+1+1", "@SUM(A1)", "-2+3"]
+    for n, application_id in enumerate([*hostile, "APP-7314-000005"], start=1):
+        await enrol(db, n, now, arrears=1)
+        app = {**demo.application(n, now=now), "application_id": application_id}
+        await store(db, app, "CLEARED")
+    candidate = write(tmp_path, "strict.toml", STRICT)
+    out = await asyncio.to_thread(
+        _cli, db_dsn, "policy", "simulate", "--policy", str(candidate), "--format", "csv"
+    )
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert sorted(r["application_id"] for r in rows) == sorted(
+        ["'" + h for h in hostile] + ["APP-7314-000005"]
+    )
+    assert {(r["current_outcome"], r["candidate_outcome"]) for r in rows} == {
+        ("CLEARED", "BLOCKED")
+    }
+    assert {r["region_code"] for r in rows} == {"7314"}

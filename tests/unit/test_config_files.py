@@ -14,7 +14,7 @@ def test_the_file_wins_over_the_variable(monkeypatch, tmp_path) -> None:
     secret.write_text("postgresql://ptsp_gate:s3cret@db:5432/ptsp_gate\n")
     monkeypatch.setenv("DATABASE_URL", "postgresql://other@elsewhere/x")
     monkeypatch.setenv("DATABASE_URL_FILE", str(secret))
-    assert Settings().database_url == "postgresql://ptsp_gate:s3cret@db:5432/ptsp_gate"
+    assert Settings().dsn() == "postgresql://ptsp_gate:s3cret@db:5432/ptsp_gate"
 
 
 @pytest.mark.parametrize("content", [None, "", "\n"])

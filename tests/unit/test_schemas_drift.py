@@ -285,6 +285,7 @@ def test_dlq_error_codes_are_documented(asyncapi: dict[str, Any]) -> None:
         "OVERSIZED",
         "TYPE_ACTION_MISMATCH",
         "PROCESSING_FAILED",
+        "ID_CONFLICT",
     ]
     header = asyncapi["components"]["schemas"]["DeadLetterHeaders"]["properties"][
         "ptsp-gate-error-code"
@@ -300,6 +301,7 @@ def test_dlq_error_codes_are_documented(asyncapi: dict[str, Any]) -> None:
         "ptsp-gate-source-offset",
         "ptsp-gate-failed-at",
         "ptsp-gate-original-size",
+        "ptsp-gate-truncated",
     }
 
 

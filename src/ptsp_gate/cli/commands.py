@@ -28,6 +28,7 @@ async def dispatch(args: argparse.Namespace) -> int:
         "enrolment": _enrolment,
         "policy": _policy,
         "dlq": _dlq,
+        "outbox": _outbox,
     }[args.command]
     return await handler(args, settings)
 
@@ -36,7 +37,7 @@ async def dispatch(args: argparse.Namespace) -> int:
 async def database(settings: Settings) -> AsyncIterator[str]:
     """The configured database, or the embedded one kept under the data directory."""
     if settings.database_url:
-        yield settings.database_url
+        yield settings.dsn()
         return
     from ptsp_gate.adapters.embedded import EmbeddedPostgres
 
@@ -204,6 +205,12 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> int:
     from ptsp_gate.cli.dev import run_dev
 
     return await run_dev(args, settings)
+
+
+async def _outbox(args: argparse.Namespace, settings: Settings) -> int:
+    from ptsp_gate.cli import outbox_commands
+
+    return await _read(settings, lambda conn: outbox_commands.run(args, conn))
 
 
 async def _dlq(args: argparse.Namespace, settings: Settings) -> int:

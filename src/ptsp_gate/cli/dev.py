@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from aiokafka import AIOKafkaConsumer
 
@@ -29,7 +30,7 @@ from ptsp_gate.adapters import kafka, migrations
 from ptsp_gate.adapters.postgres import connect
 from ptsp_gate.cli.commands import database
 from ptsp_gate.cli.errors import CommandError
-from ptsp_gate.config import Settings
+from ptsp_gate.config import Settings, redact_dsn
 from ptsp_gate.reports import render
 
 READY_TIMEOUT_S = 45
@@ -45,8 +46,57 @@ def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
+def _private_dir(path: Path) -> None:
+    """`path`, created for this user only (0700). An existing one of this user is tightened to
+    0700 too, unless it is a shared sticky directory such as /tmp."""
+    path.mkdir(mode=stat.S_IRWXU, parents=True, exist_ok=True)
+    info = path.stat()
+    if (
+        info.st_uid == os.geteuid()
+        and not info.st_mode & stat.S_ISVTX
+        and stat.S_IMODE(info.st_mode) != stat.S_IRWXU
+    ):
+        path.chmod(stat.S_IRWXU)
+
+
+def _private_file(path: Path) -> BinaryIO:
+    """`path` opened for writing from scratch, readable by this user only (0600)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, stat.S_IRUSR | stat.S_IWUSR)
+    try:
+        os.fchmod(fd, stat.S_IRUSR | stat.S_IWUSR)  # a file of an earlier run keeps its mode
+        return os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _database_line(dsn: str) -> str:
+    return f"PostgreSQL:  {redact_dsn(dsn)}"
+
+
+def _try_lines(args: argparse.Namespace, settings: Settings, bootstrap: list[str]) -> list[str]:
+    """What to try while the system runs. A configured DATABASE_URL is not repeated (it holds the
+    password): the commands need the same variable as this one; the embedded database is found
+    again by the officer commands without any variable."""
+    exe = _ptsp_gate_command()
+    kafka = f"KAFKA_BOOTSTRAP_SERVERS={','.join(bootstrap)} "
+    return [
+        "Try (with this command's DATABASE_URL or DATABASE_URL_FILE set):"
+        if settings.database_url
+        else "Try:",
+        f"  curl -s localhost:{args.permit_checker_port}/metrics | grep ptsp_gate_decisions",
+        f"  {exe} flagged",
+        f"  {exe} employer {demo.nib(6)}",
+        f"  {kafka}{exe} dlq list",
+        f"Service logs: {settings.data_dir / 'logs'}",
+    ]
+
+
 async def run_dev(args: argparse.Namespace, settings: Settings) -> int:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Logs and data are this user's alone. (Run by root, pgserver opens every directory above
+    # its pgdata, this one included, to other users again: its server runs as another user.)
+    _private_dir(settings.data_dir)
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         bootstrap = list(settings.kafka_bootstrap_servers)
@@ -62,7 +112,7 @@ async def run_dev(args: argparse.Namespace, settings: Settings) -> int:
         else:
             _say(f"Kafka:       {','.join(bootstrap)}")
         async with database(settings) as dsn:
-            _say(f"PostgreSQL:  {dsn}")
+            _say(_database_line(dsn))
             conn = await connect(dsn)
             try:
                 applied = await migrations.migrate(conn)
@@ -79,18 +129,8 @@ async def run_dev(args: argparse.Namespace, settings: Settings) -> int:
             _say(f"Services ready in {time.monotonic() - started:.1f} s; sending the demo feed...")
             ok = await _demo(settings, bootstrap, dsn)
             _say("")
-            _say("Try:")
-            _say(
-                f"  curl -s localhost:{args.permit_checker_port}/metrics | grep ptsp_gate_decisions"
-            )
-            # The embedded database is found again by the officer commands without any variable.
-            prefix = f"DATABASE_URL='{dsn}' " if settings.database_url else ""
-            exe = _ptsp_gate_command()
-            _say(f"  {prefix}{exe} flagged")
-            _say(f"  {prefix}{exe} employer {demo.nib(6)}")
-            kafka = f"KAFKA_BOOTSTRAP_SERVERS={','.join(bootstrap)} "
-            _say(f"  {kafka}{prefix}{exe} dlq list")
-            _say(f"Service logs: {settings.data_dir / 'logs'}")
+            for line in _try_lines(args, settings, bootstrap):
+                _say(line)
             if not args.exit_after_demo:
                 _say("Running; press Ctrl-C to stop.")
                 await _wait_for_signal(procs)
@@ -103,14 +143,14 @@ def _start_services(
     args: argparse.Namespace, settings: Settings, env: dict[str, str], stack: contextlib.ExitStack
 ) -> dict[str, tuple[subprocess.Popen[bytes], int, Path]]:
     logs = settings.data_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    _private_dir(logs)
     procs: dict[str, tuple[subprocess.Popen[bytes], int, Path]] = {}
     for name, port in (
         ("enrolment-sync", args.enrolment_sync_port),
         ("permit-checker", args.permit_checker_port),
     ):
         log_path = logs / f"{name}.log"
-        log_file = stack.enter_context(log_path.open("wb"))
+        log_file = stack.enter_context(_private_file(log_path))
         proc = subprocess.Popen(
             [
                 sys.executable,

@@ -38,13 +38,13 @@ def _pattern(regex: str, what: str) -> type:
 
 def _bounded(low: int, high: int) -> type:
     def check(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-        if not low <= number <= high:
-            raise argparse.ArgumentTypeError(f"{number} is not between {low} and {high}")
-        return number
+        # ASCII digits only: int() would also take " 80", "8_0" or "٨٠".
+        if not re.fullmatch(r"-?[0-9]+", value):
+            raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a whole number")
+        if len(value) > 18 or not low <= int(value) <= high:
+            shown = value if len(value) <= 40 else value[:37] + "..."
+            raise argparse.ArgumentTypeError(f"{shown} is not between {low} and {high}")
+        return int(value)
 
     return check  # type: ignore[return-value]
 
@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--since", type=DATE, help="only applications submitted on or after")
     simulate.add_argument("--format", choices=("table", "csv", "json"), default="table")
     _add_dlq(sub)
+    _add_outbox(sub)
     return parser
 
 
@@ -240,6 +241,29 @@ def _add_dlq(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
 
 
+def _add_outbox(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    outbox = sub.add_parser(
+        "outbox",
+        help="outbox rows Kafka refused for good: list them, queue them again",
+        description="Outbox rows (decisions, dead letters) that Kafka refused for a reason no\n"
+        "retry changes (too large, invalid topic, not authorised) are parked so the rows behind\n"
+        "them are published. List them, fix the cause, then queue them again.",
+        epilog="exit codes:\n  0  done\n  1  an error: PostgreSQL unreachable, an unknown id "
+        "(nothing is queued then)\n  2  usage: bad arguments",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    outbox_sub = outbox.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    parked = outbox_sub.add_parser("parked", help="the parked rows, oldest first; never content")
+    parked.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    retry = outbox_sub.add_parser(
+        "retry", help="put parked rows back at the end of the outbox, to be published again"
+    )
+    retry.add_argument(
+        "ids", nargs="*", type=_bounded(1, 2**63 - 1), metavar="ID", help="as `outbox parked` lists"
+    )
+    retry.add_argument("--all", action="store_true", help="every parked row")
+
+
 def _setting_name(field: str) -> str:
     """The environment variable behind a setting, as the operator wrote it."""
     if field.upper() in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "DATABASE_URL_FILE"):
@@ -272,12 +296,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(commands.dispatch(args)) or 0
     except CommandError as exc:
-        print(f"ptsp-gate {args.command}: {exc}", file=sys.stderr)
+        print(f"ptsp-gate {args.command}: {one_line(exc)}", file=sys.stderr)
         return 1
     except ValidationError as exc:
         first = exc.errors()[0]
         where = _setting_name(str(first["loc"][0])) if first["loc"] else ""
-        message = str(first["msg"]).removeprefix("Value error, ")
+        message = " ".join(str(first["msg"]).removeprefix("Value error, ").split())
         print(
             f"ptsp-gate {args.command}: configuration{' ' + where if where else ''}: {message}",
             file=sys.stderr,

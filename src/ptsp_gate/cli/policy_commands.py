@@ -11,7 +11,6 @@ import argparse
 import functools
 import sys
 import textwrap
-import tomllib
 from collections.abc import Callable
 from enum import StrEnum
 from importlib import resources
@@ -27,6 +26,7 @@ from ptsp_gate.policy import (
     load_policy_book,
     load_policy_file,
 )
+from ptsp_gate.policy.rules import read_policy_toml
 from ptsp_gate.reports.render import to_json
 from ptsp_gate.schemas.events import Outcome, Program, ReasonCode, Scale, Segment
 
@@ -71,9 +71,8 @@ def _peek(path: Path) -> dict[str, Any] | None:
     """The file's TOML table, only to tell a region file from a national one; None when it cannot
     be read, and `load_policy_file` then reports why in its own words."""
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except (OSError, tomllib.TOMLDecodeError):
+        return read_policy_toml(path)
+    except PolicyError:
         return None
 
 

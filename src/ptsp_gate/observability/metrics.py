@@ -64,6 +64,13 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=r,
         )
+        self.outbox_parked = Gauge(
+            "ptsp_gate_outbox_parked_rows",
+            "Outbox rows the broker refused for a permanent reason, set aside in outbox_parked "
+            "(see `ptsp-gate outbox parked`); 0 when none.",
+            multiprocess_mode="livemax",
+            registry=r,
+        )
         self.outbox_published = Counter(
             "ptsp_gate_outbox_published",
             "Outbox rows published to Kafka, by kind.",
@@ -76,6 +83,14 @@ class Metrics:
             ["topic", "error"],
             registry=r,
         )
+        self.duplicates = Counter(
+            "ptsp_gate_duplicates_absorbed",
+            "Input events absorbed as redeliveries of an event already handled (same ce_id, same "
+            "content), by topic. Another event under a used ce_id is not counted here: it is "
+            "dead-lettered as ID_CONFLICT (ptsp_gate_dlq_messages_total).",
+            ["topic"],
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "ptsp_gate_consumer_lag_messages",
             "Records in the partition not yet consumed by this service's group.",
@@ -83,9 +98,18 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=r,
         )
+        self.consumer_stalled = Gauge(
+            "ptsp_gate_consumer_stalled_seconds",
+            "Seconds since the service's consumer last handled a batch, while records wait for it "
+            "(lag) or a failed batch waits for its retry; 0 while it keeps up.",
+            ["service"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
         self.retries = Counter(
             "ptsp_gate_transient_failures",
-            "Batches that failed for a transient reason and will be retried, by component.",
+            "Batches that failed and will be retried (an outage, or a record whose batch is about "
+            "to be taken apart), by component.",
             ["component"],
             registry=r,
         )

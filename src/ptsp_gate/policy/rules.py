@@ -21,7 +21,16 @@ from pydantic_core import ErrorDetails
 
 from ptsp_gate.policy.model import Policy
 
-__all__ = ["Policy", "PolicyBook", "PolicyError", "load_policy_book", "load_policy_file"]
+__all__ = [
+    "MAX_FILE_BYTES",
+    "MAX_NESTING",
+    "Policy",
+    "PolicyBook",
+    "PolicyError",
+    "load_policy_book",
+    "load_policy_file",
+    "read_policy_toml",
+]
 
 _REGION_CODE = re.compile(r"\d{4}")
 # Versions written in files are one plain token so "+" and ":" stay unambiguous separators in
@@ -30,6 +39,11 @@ _FILE_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
 # Mappings a region usually adjusts for one key only (e.g. MIKRO), so they merge key by key.
 _MERGED_MAPPINGS = ("required_programs", "segment_program_caps")
 _MAX_PROBLEMS = 3
+# Bounds on what a policy file may be; a real one is a few hundred bytes, three levels deep
+# (file, table, array). Deeper nesting would otherwise end in a RecursionError in the TOML
+# parser or while a problem is described.
+MAX_FILE_BYTES = 1_048_576
+MAX_NESTING = 10
 
 
 class PolicyError(ValueError):
@@ -58,7 +72,7 @@ def load_policy_book(directory: Path | None = None) -> PolicyBook:
         raise PolicyError(f"{directory}: policy directory does not exist or is not a directory")
     national_path = directory / "national.toml"
     national = (
-        _national(national_path, _read_toml(national_path))
+        _national(national_path, read_policy_toml(national_path))
         if national_path.exists()
         else packaged_national()
     )
@@ -68,7 +82,7 @@ def load_policy_book(directory: Path | None = None) -> PolicyBook:
     if not regions_dir.is_dir():
         raise PolicyError(f"{regions_dir}: expected a directory of <region code>.toml files")
     regions = {
-        path.stem: _region(path, _read_toml(path), national)
+        path.stem: _region(path, read_policy_toml(path), national)
         for path in sorted(regions_dir.glob("*.toml"))
     }
     return PolicyBook(national=national, regions=regions)
@@ -77,7 +91,7 @@ def load_policy_book(directory: Path | None = None) -> PolicyBook:
 def load_policy_file(path: Path, base: Policy | None = None) -> Policy:
     """One file's effective policy. A file naming a `region` is merged over `base` (by default
     the packaged national policy); a file without one is a complete national policy."""
-    data = _read_toml(path)
+    data = read_policy_toml(path)
     if base is None and "region" not in data:
         return _national(path, data)
     return _region(path, data, base if base is not None else packaged_national())
@@ -132,16 +146,45 @@ def _check_file_version(path: Path, data: dict[str, Any]) -> None:
         )
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_policy_toml(path: Path) -> dict[str, Any]:
+    """A policy file's TOML table, or a PolicyError saying in one line why there is none."""
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            raw = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise PolicyError(f"{path}: file not found") from None
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise PolicyError(f"{path}: larger than {MAX_FILE_BYTES} bytes; not a policy file")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(f"{path}: not valid TOML: {exc}") from None
+        raise PolicyError(f"{path}: not valid TOML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise _too_deep(path) from None
+    _check_nesting(path, data)
+    return data
+
+
+def _check_nesting(path: Path, data: dict[str, Any]) -> None:
+    # Iterative: a recursive walk would fail on exactly the files it is meant to refuse.
+    pending: list[tuple[dict[str, Any] | list[Any], int]] = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_NESTING:
+            raise _too_deep(path)
+        children = value.values() if isinstance(value, dict) else value
+        pending.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+
+
+def _too_deep(path: Path) -> PolicyError:
+    return PolicyError(
+        f"{path}: tables and arrays nested deeper than {MAX_NESTING} levels; "
+        "a policy needs at most 3"
+    )
 
 
 def _validate(path: Path, data: dict[str, Any]) -> Policy:

@@ -8,6 +8,7 @@ import io
 import json
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -36,18 +37,55 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+# A spreadsheet runs a cell that begins with one of these as a formula (or, for tab and carriage
+# return, strips them and then may): `=HYPERLINK(...)` in a reason or a region becomes a link or a
+# command. The OWASP "CSV injection" practice is to put a single quote before such a cell, which
+# makes it text. The rule, for every CSV this package writes (these reports, the import's rejects
+# file): text is neutralised, numbers are not. A value that is an int, float or Decimal is written
+# as the number it is, so a negative count stays `-3` and still sums; anything else (strings,
+# lists of codes joined with commas, ...) is text, and gets the quote when it begins with one of
+# these characters, `-2+3` included.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_NUMBERS = (int, float, Decimal)
+
+
+def spreadsheet_text(text: str) -> str:
+    """`text` as a CSV cell a spreadsheet shows rather than evaluates (see FORMULA_STARTS)."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def _csv_cell(value: Any) -> str:
+    text = _cell(value)
+    return text if isinstance(value, _NUMBERS) else spreadsheet_text(text)
+
+
 def to_json(data: Any) -> str:
     return json.dumps(_plain(data), indent=2, ensure_ascii=False)
 
 
+class _Rows:
+    """What csv.writer writes (one call per row), each row ending in "\n" rather than "\r\n".
+
+    The csv module quotes a cell for the line terminator's characters only: written with "\n", a
+    cell holding a bare carriage return went out unquoted, and a spreadsheet started a new row
+    there (`'\r=1` became `'` and a formula). Written with "\r\n", such a cell is quoted; the
+    rows still end as scripts expect."""
+
+    def __init__(self) -> None:
+        self.out = io.StringIO()
+
+    def write(self, row: str) -> int:
+        return self.out.write(row.removesuffix("\r\n") + "\n")
+
+
 def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     # Spreadsheets and scripts get full timestamps with their offset; the table shortens them.
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    out = _Rows()
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_cell(_plain(row.get(c))) for c in columns])
-    return out.getvalue()
+        writer.writerow([_csv_cell(_plain(row.get(c))) for c in columns])
+    return out.out.getvalue()
 
 
 def to_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:

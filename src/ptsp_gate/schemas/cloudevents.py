@@ -7,12 +7,13 @@ on input. Everything here is pure: records in, values or `EnvelopeError` out.
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from ptsp_gate.schemas import json_limits
 
 SPECVERSION = "1.0"
 JSON_CONTENT_TYPE = "application/json"
@@ -75,9 +76,10 @@ def _is_utf8(raw: bytes) -> bool:
 
 def _json(value: bytes) -> Any:
     try:
-        # Decode explicitly: json.loads(bytes) would also accept UTF-16/32 (RFC 8259: UTF-8 only).
-        return json.loads(value.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return json_limits.loads(value)
+    except json_limits.JsonLimitError as exc:
+        raise EnvelopeError("SCHEMA_VIOLATION", f"value refused: {exc}") from exc
+    except ValueError as exc:  # not UTF-8, or not JSON
         raise EnvelopeError("MALFORMED_JSON", f"value is not UTF-8 JSON: {exc}") from exc
 
 

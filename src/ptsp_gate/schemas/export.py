@@ -26,6 +26,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, TypeAdapter
 
+from ptsp_gate.schemas import json_limits
 from ptsp_gate.schemas.cloudevents import JSON_CONTENT_TYPE, SPECVERSION, STRUCTURED_CONTENT_TYPE
 from ptsp_gate.schemas.events import (
     CE_TYPE_APPLICATION,
@@ -73,21 +74,32 @@ DLQ_ERROR_CODES: Final[dict[str, str]] = {
     "SCHEMA_VIOLATION": (
         "The data does not validate against the payload schema of its event type (missing or "
         "mistyped fields, unknown enum values, identifiers failing their checks: NIB, NPWP/NIK, "
-        "KBLI, region code), or contains a NUL character (\\u0000)."
+        "KBLI, region code), or contains a NUL character (\\u0000), or its JSON nests deeper "
+        f"than {json_limits.MAX_DEPTH} levels or has a number longer than "
+        f"{json_limits.MAX_NUMBER_CHARS} characters."
     ),
     "OVERSIZED": (
-        "The record (value plus headers) is larger than the configured maximum event size. Only "
-        f"the first {OVERSIZED_KEEP_BYTES} bytes of the value are kept in the dead letter, and "
-        "the ptsp-gate-original-size header gives the original value's size."
+        "The record (key, value and headers) is larger than the configured maximum event size. "
+        f"Only the first {OVERSIZED_KEEP_BYTES} bytes of the value and of the key, and the "
+        f"headers that fit in {OVERSIZED_KEEP_BYTES} bytes, are kept in the dead letter; the "
+        "ptsp-gate-original-size header gives the original value's size and "
+        "ptsp-gate-truncated names what was cut."
     ),
     "TYPE_ACTION_MISMATCH": (
         "The data's `action` disagrees with ce_type (NEW requires "
         f"{CE_TYPE_APPLICATION}, RENEWAL requires {CE_TYPE_RENEWAL})."
     ),
     "PROCESSING_FAILED": (
-        "The record was read but the database refused to store it, even alone, outside its "
-        "batch. It is dead-lettered rather than retried for ever; transient database or broker "
-        "outages never lead here (they are retried)."
+        "The record could not be handled, even alone, outside its batch, while PostgreSQL and "
+        "Kafka answered (the database refused it, or deciding it failed). It is dead-lettered "
+        "rather than retried for ever; transient database or broker outages never lead here "
+        "(they are retried). No decision answers it: the event may be valid, and replaying the "
+        "dead letter once the cause is fixed decides it."
+    ),
+    "ID_CONFLICT": (
+        "A valid event under a ce_id that an event with other content already used (the data "
+        "differs byte for byte). A REJECTED decision answers it when its application_id can be "
+        "read; a byte-identical redelivery is absorbed instead. Resend it under a new ce_id."
     ),
 }
 
@@ -130,6 +142,16 @@ DLQ_HEADERS: Final[dict[str, JsonObject]] = {
         "description": (
             "Only with OVERSIZED: the size in bytes of the original value, as a decimal integer "
             "in UTF-8 text."
+        ),
+    },
+    "ptsp-gate-truncated": {
+        "type": "string",
+        "description": (
+            "Only with OVERSIZED, when something was cut to keep the dead letter publishable: "
+            f"comma-separated, `value` (only its first {OVERSIZED_KEEP_BYTES} bytes are kept), "
+            "`key` (likewise) and `header:NAME` for each original header left out (headers are "
+            f"kept whole, in order, within {OVERSIZED_KEEP_BYTES} bytes). At most 1000 bytes; a "
+            "list cut short ends in `...`."
         ),
     },
 }

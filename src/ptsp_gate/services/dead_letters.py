@@ -29,6 +29,7 @@ SOURCE_OFFSET = "ptsp-gate-source-offset"
 FAILED_AT = "ptsp-gate-failed-at"
 ORIGINAL_SIZE = "ptsp-gate-original-size"
 REPLAYED_FROM = "ptsp-gate-replayed-from"
+TRUNCATED = "ptsp-gate-truncated"
 
 # Everything dead-lettering adds to the original headers; a replay takes them off again (and an
 # earlier replay's marker, which the new one replaces).
@@ -42,6 +43,7 @@ ADDED_HEADERS = frozenset(
         FAILED_AT,
         ORIGINAL_SIZE,
         REPLAYED_FROM,
+        TRUNCATED,
     }
 )
 
@@ -176,7 +178,7 @@ class DeadLetter:
     @property
     def truncated(self) -> bool:
         original = self.original_size
-        return original is not None and original > self.size
+        return self.header(TRUNCATED) is not None or (original is not None and original > self.size)
 
     @property
     def event_id(self) -> str | None:
@@ -234,8 +236,8 @@ def refusal(
         return "it has no value (a tombstone); replaying it could delete a compacted record"
     if dead.truncated:
         return (
-            f"only the first {dead.size} of its {dead.original_size} bytes were kept "
-            "(OVERSIZED); the original must be sent again by its producer"
+            f"parts of it were not kept ({dead.header(TRUNCATED) or 'value'}; OVERSIZED): "
+            "the original must be sent again by its producer"
         )
     return None
 

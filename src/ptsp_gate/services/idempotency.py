@@ -2,22 +2,49 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 import asyncpg
 
 from ptsp_gate.services.intake import Invalid
 
 
-async def claim(conn: asyncpg.Connection, topic: str, keys: Iterable[str]) -> set[str]:
-    """Record the keys as handled, in the caller's transaction; returns those not seen before."""
+async def claim(
+    conn: asyncpg.Connection, topic: str, digests: Mapping[str, bytes]
+) -> tuple[set[str], set[str]]:
+    """Record the keys as handled, each with a digest of its content, in the caller's
+    transaction. Returns the keys not seen before, and the keys seen before with other content
+    (an ID conflict: another event under an id already used). A key seen before with the same
+    content, or recorded before digests were kept, is in neither: a redelivery."""
+    keys = list(digests)
     rows = await conn.fetch(
-        "INSERT INTO processed_event (topic, event_key)"
-        " SELECT $2, unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING event_key",
-        list(keys),
+        "INSERT INTO processed_event (topic, event_key, content_digest)"
+        " SELECT $1, u.event_key, u.digest"
+        " FROM unnest($2::text[], $3::bytea[]) AS u(event_key, digest)"
+        " ON CONFLICT DO NOTHING RETURNING event_key",
         topic,
+        keys,
+        [digests[k] for k in keys],
     )
-    return {r["event_key"] for r in rows}
+    fresh = {r["event_key"] for r in rows}
+    seen = [k for k in keys if k not in fresh]
+    if not seen:
+        return fresh, set()
+    # A statement of its own: it sees what a concurrent transaction inserted under the same key
+    # (the insert above waited for that transaction to commit), which the insert's snapshot does
+    # not. Redeliveries are rare, so this round trip is too.
+    stored = await conn.fetch(
+        "SELECT event_key, content_digest FROM processed_event"
+        " WHERE topic = $1 AND event_key = ANY($2::text[])",
+        topic,
+        seen,
+    )
+    conflicting = {
+        r["event_key"]
+        for r in stored
+        if r["content_digest"] is not None and r["content_digest"] != digests[r["event_key"]]
+    }
+    return fresh, conflicting
 
 
 async def claim_dead_letters(

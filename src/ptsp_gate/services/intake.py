@@ -15,6 +15,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from ptsp_gate.schemas import json_limits
 from ptsp_gate.schemas.cloudevents import CloudEvent, EnvelopeError, Headers, decode
 
 M = TypeVar("M", bound=BaseModel)
@@ -47,6 +48,12 @@ class Valid(Generic[M]):
     @property
     def event_key(self) -> str:
         return self.event.id
+
+    @property
+    def content_digest(self) -> bytes:
+        """Of the data as received: tells a redelivery (same digest) from another event reusing
+        the id (ID_CONFLICT)."""
+        return hashlib.sha256(self.data_text.encode("utf-8", "surrogatepass")).digest()
 
     @property
     def data_text(self) -> str:
@@ -91,6 +98,21 @@ class Invalid:
         return None
 
 
+def id_conflict(item: Valid[Any]) -> Invalid:
+    """A valid event whose ce_id an event with other content already used. Recorded under the
+    digest of its bytes (no event id), so it is not taken for a duplicate of that event."""
+    return Invalid(
+        item.record,
+        "ID_CONFLICT",
+        f"ce_id {item.event.id[:100]!r} was already used by an event with other content; "
+        "send this one under a new ce_id",
+        [{"field": "ce_id", "error": "already used by an event with other content"}],
+        None,
+        event_data(item.event, item.record.value),
+        item.event.type,
+    )
+
+
 def _problems(exc: ValidationError) -> list[dict[str, Any]]:
     return [
         {"field": ".".join(str(p) for p in err["loc"]) or "(root)", "error": err["msg"]}
@@ -104,8 +126,33 @@ def read(
     accepted_types: Sequence[str],
     max_bytes: int,
 ) -> Valid[M] | Invalid:
+    """The record as a valid event, or why not. Never raises: a record that makes reading fail
+    in a way nobody foresaw is still an answer (a dead letter), not a batch retried for ever."""
+    try:
+        return _read(record, model, accepted_types, max_bytes)
+    except Exception as exc:
+        return Invalid(
+            record,
+            "PROCESSING_FAILED",
+            f"the record could not be read ({type(exc).__name__})",
+            [],
+            None,
+            None,
+        )
+
+
+def _read(
+    record: RawRecord,
+    model: type[M],
+    accepted_types: Sequence[str],
+    max_bytes: int,
+) -> Valid[M] | Invalid:
     value = record.value
-    size = len(value or b"") + sum(len(k) + len(v or b"") for k, v in record.headers)
+    size = (
+        len(value or b"")
+        + len(record.key or b"")
+        + sum(len(k) + len(v or b"") for k, v in record.headers)
+    )
     if size > max_bytes:
         return Invalid(
             record, "OVERSIZED", f"record is {size} bytes; the limit is {max_bytes}", [], None, None
@@ -135,6 +182,14 @@ def read(
             event_data(event, value),
             event.type,
         )
+    if not event.structured:
+        # Structured data was bounded with its envelope; binary data goes to pydantic unparsed.
+        try:
+            json_limits.check(value or b"")
+        except json_limits.JsonLimitError as exc:
+            return Invalid(
+                record, "SCHEMA_VIOLATION", f"value refused: {exc}", [], event.id, None, event.type
+            )
     try:
         # Strict types as JSON gives them; binary mode validates the value bytes directly.
         raw = json.dumps(event.data) if event.structured else (value or b"")
@@ -158,13 +213,18 @@ def event_data(event: CloudEvent, value: bytes | None) -> Any:
     if event.structured or value is None:
         return event.data
     try:
-        return json.loads(value)
+        return json_limits.loads(value)
     except ValueError:
         return None
 
 
 def dlq_headers(invalid: Invalid, now: datetime | None = None) -> Headers:
-    """The original headers plus the error, so the record can be understood and replayed."""
+    """The original headers plus the error, so the record can be understood and replayed.
+
+    The budget: a record within the input limit is kept whole (the producer allows 256 KiB over
+    that limit, far more than the ptsp-gate-* headers take). An OVERSIZED one keeps the first
+    ``OVERSIZED_KEEP_BYTES`` of its value, of its headers (whole headers, in order) and of its
+    key; ``ptsp-gate-truncated`` names what was cut, so no dead letter is too large to publish."""
     failed_at = (now or datetime.now(UTC)).isoformat()
     extra: Headers = [
         ("ptsp-gate-error-code", invalid.code.encode()),
@@ -174,12 +234,31 @@ def dlq_headers(invalid: Invalid, now: datetime | None = None) -> Headers:
         ("ptsp-gate-source-offset", str(invalid.record.offset).encode()),
         ("ptsp-gate-failed-at", failed_at.encode()),
     ]
-    value = invalid.record.value or b""
-    if invalid.code == "OVERSIZED":
-        extra.append(("ptsp-gate-original-size", str(len(value)).encode()))
     # The outbox frames a header name in 16 bits; a longer name (which no real producer sends)
     # would stop the dead letter from being stored at all, so that header alone is left out.
-    kept = [(k, v or b"") for k, v in invalid.record.headers if len(k.encode("utf-8")) <= 0xFFFF]
+    kept: Headers = []
+    cut: list[str] = []
+    budget = OVERSIZED_KEEP_BYTES if invalid.code == "OVERSIZED" else None
+    for k, v in invalid.record.headers:
+        size = len(k.encode("utf-8", "replace")) + len(v or b"")
+        if len(k.encode("utf-8", "replace")) > 0xFFFF or (budget is not None and size > budget):
+            cut.append("header:" + k[:64])
+            continue
+        if budget is not None:
+            budget -= size
+        kept.append((k, v or b""))
+    if invalid.code == "OVERSIZED":
+        value = invalid.record.value or b""
+        extra.append(("ptsp-gate-original-size", str(len(value)).encode()))
+        if len(value) > OVERSIZED_KEEP_BYTES:
+            cut.insert(0, "value")
+        if len(invalid.record.key or b"") > OVERSIZED_KEEP_BYTES:
+            cut.insert(0, "key")
+    if cut:
+        named = ",".join(cut)
+        if len(named) > 1000:
+            named = named[:1000].rsplit(",", 1)[0] + ",..."
+        extra.append(("ptsp-gate-truncated", named.encode("utf-8", "replace")))
     return [*kept, *extra]
 
 
@@ -187,3 +266,9 @@ def dlq_value(invalid: Invalid) -> bytes | None:
     if invalid.code == "OVERSIZED" and invalid.record.value is not None:
         return invalid.record.value[:OVERSIZED_KEEP_BYTES]
     return invalid.record.value
+
+
+def dlq_key(invalid: Invalid) -> bytes | None:
+    if invalid.code == "OVERSIZED" and invalid.record.key is not None:
+        return invalid.record.key[:OVERSIZED_KEEP_BYTES]
+    return invalid.record.key

@@ -3,6 +3,10 @@ published to Kafka by one relay at a time (in id order, so per-key order holds) 
 
 A broker outage delays publication; it never loses a row. A crash between publishing and deleting
 republishes the same bytes; consumers dedupe by the decision's deterministic `decision_id`.
+
+A row the broker refuses for a permanent reason (`PERMANENT_REFUSALS`) is moved to
+`outbox_parked` instead of being retried ahead of every row behind it for ever; `ptsp-gate outbox
+retry ID` puts it back at the end of the outbox once the cause is fixed.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka import errors as kafka_errors
 
 from ptsp_gate.adapters.postgres import TRANSIENT_DB_ERRORS, connect
 from ptsp_gate.observability.logging import get_logger
@@ -29,6 +34,19 @@ log = get_logger(__name__)
 # Only the holder of this advisory lock publishes; others stand by and take over if it dies.
 _RELAY_LOCK = 0x7074_7370_0002
 NOTIFY_CHANNEL = "ptsp_gate_outbox"
+
+# Refusals that no retry can change: the record is too large for the producer or the broker, the
+# topic name is invalid, or this client may not write to the topic (fixing the ACL and running
+# `outbox retry` is an operator's act, not something waiting achieves).
+PERMANENT_REFUSALS: tuple[type[BaseException], ...] = (
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordTooLargeError,
+    kafka_errors.RecordListTooLargeError,
+    kafka_errors.InvalidTopicError,
+    kafka_errors.TopicAuthorizationFailedError,
+    kafka_errors.CorruptRecordException,
+    kafka_errors.UnsupportedForMessageFormatError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +62,7 @@ def dead_letter(invalid: Invalid, dlq_topic: str, now: datetime) -> OutboxRow:
     """The DLQ record for an input that could not be used: its bytes, headers and the error."""
     return OutboxRow(
         topic=dlq_topic,
-        key=invalid.record.key,
+        key=intake.dlq_key(invalid),
         headers=intake.dlq_headers(invalid, now),
         value=intake.dlq_value(invalid),
         kind="dlq",
@@ -121,6 +139,9 @@ class OutboxRelay:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
+        await self._discard_producer()
+
+    async def _discard_producer(self) -> None:
         if self._producer is not None:
             with contextlib.suppress(Exception):
                 await self._producer.stop()
@@ -136,6 +157,9 @@ class OutboxRelay:
                 raise
             except Exception as exc:  # any failure: back off, reconnect, keep the rows
                 error = f"{type(exc).__name__}: {exc}"
+                # An idempotent producer whose batch failed can be left with sequence numbers
+                # the broker refuses from then on (OutOfOrderSequenceNumber): start a fresh one.
+                await self._discard_producer()
                 self._metrics.retries.labels("outbox_relay").inc()
                 log.warning("outbox relay failed; retrying", error=error, retry_in_s=backoff)
                 if self._stopping.is_set():
@@ -185,24 +209,83 @@ class OutboxRelay:
     async def _publish(
         self, conn: asyncpg.Connection, producer: AIOKafkaProducer, rows: list[asyncpg.Record]
     ) -> None:
-        futures = [
-            await producer.send(
-                r["topic"],
-                value=r["value"],
-                key=r["key"],
-                headers=unpack_headers(r["headers"]),
-            )
-            for r in rows
-        ]
-        await asyncio.gather(*futures)
-        await conn.execute(
-            "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
-        )
-        kinds: dict[str, int] = {}
+        sent: list[tuple[asyncpg.Record, asyncio.Future[Any]]] = []
+        refused: dict[int, str] = {}
         for r in rows:
+            try:
+                future = await producer.send(
+                    r["topic"], value=r["value"], key=r["key"], headers=unpack_headers(r["headers"])
+                )
+            except PERMANENT_REFUSALS as exc:  # the producer's own size check refuses at once
+                refused[r["id"]] = _reason(exc)
+                continue
+            sent.append((r, future))
+        results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+        published: list[asyncpg.Record] = []
+        failure: BaseException | None = None
+        for (r, _), result in zip(sent, results, strict=True):
+            if isinstance(result, PERMANENT_REFUSALS):
+                refused[r["id"]] = _reason(result)
+            elif isinstance(result, BaseException):
+                failure = failure or result
+            else:
+                published.append(r)
+        async with conn.transaction():
+            await conn.execute(
+                "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in published]
+            )
+            if refused:
+                await park(conn, refused)
+        kinds: dict[str, int] = {}
+        for r in published:
             kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
         for kind, n in kinds.items():
             self._metrics.outbox_published.labels(kind).inc(n)
+        for row_id, reason in refused.items():
+            log.error("outbox row parked: the broker refuses it", outbox_id=row_id, error=reason)
+        if failure is not None:
+            # What was published is deleted; the rest is sent again by a fresh producer.
+            raise failure
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+async def park(conn: asyncpg.Connection, reasons: dict[int, str]) -> None:
+    """Move refused rows out of the outbox, in the caller's transaction."""
+    await conn.execute(
+        """
+        WITH moved AS (DELETE FROM outbox WHERE id = ANY($1::bigint[]) RETURNING *)
+        INSERT INTO outbox_parked (id, topic, key, headers, value, kind, created_at, error)
+        SELECT m.id, m.topic, m.key, m.headers, m.value, m.kind, m.created_at, u.error
+        FROM moved m JOIN unnest($1::bigint[], $2::text[]) AS u(id, error) ON u.id = m.id
+        """,
+        list(reasons),
+        list(reasons.values()),
+    )
+
+
+async def retry_parked(conn: asyncpg.Connection, ids: Sequence[int] | None) -> list[int]:
+    """Put parked rows back at the end of the outbox (all of them when `ids` is None); returns
+    the ids moved. A row gets a new outbox id: it is published after the rows now waiting."""
+    rows = await conn.fetch(
+        """
+        WITH moved AS (
+            DELETE FROM outbox_parked WHERE $1::bigint[] IS NULL OR id = ANY($1::bigint[])
+            RETURNING *
+        ), ins AS (
+            INSERT INTO outbox (topic, key, headers, value, kind, created_at)
+            SELECT topic, key, headers, value, kind, created_at FROM moved ORDER BY id
+            RETURNING 1
+        )
+        SELECT id FROM moved ORDER BY id
+        """,
+        None if ids is None else list(ids),
+    )
+    if rows:
+        await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+    return [r["id"] for r in rows]
 
 
 async def sample_backlog(conn: asyncpg.Connection, metrics: Metrics) -> None:
@@ -210,10 +293,12 @@ async def sample_backlog(conn: asyncpg.Connection, metrics: Metrics) -> None:
     cannot publish (broker down) must still show the backlog growing."""
     row = await conn.fetchrow(
         "SELECT count(*) AS n,"
-        " (SELECT created_at FROM outbox ORDER BY id LIMIT 1) AS oldest FROM outbox"
+        " (SELECT created_at FROM outbox ORDER BY id LIMIT 1) AS oldest,"
+        " (SELECT count(*) FROM outbox_parked) AS parked FROM outbox"
     )
     assert row is not None
     metrics.outbox_pending.set(row["n"])
+    metrics.outbox_parked.set(row["parked"])
     oldest = row["oldest"]
     age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
     metrics.outbox_oldest_age.set(max(age, 0.0))

@@ -10,9 +10,9 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
@@ -24,7 +24,7 @@ from prometheus_client import make_asgi_app
 from ptsp_gate.adapters import kafka, migrations
 from ptsp_gate.adapters.postgres import TRANSIENT_DB_ERRORS, create_pool
 from ptsp_gate.config import Settings
-from ptsp_gate.observability.logging import get_logger
+from ptsp_gate.observability.logging import get_logger, mask_text
 from ptsp_gate.observability.metrics import Metrics, mark_process_dead
 from ptsp_gate.services import outbox
 from ptsp_gate.services.errors import TransientFailure
@@ -34,7 +34,23 @@ from ptsp_gate.services.outbox import OutboxRelay
 
 log = get_logger(__name__)
 
-BatchHandler = Callable[[Sequence[RawRecord]], Awaitable[None]]
+
+class RecordHandler(Protocol):
+    """What a service does with its records: a batch in one go, and a record that cannot be
+    handled at all set aside as a dead letter."""
+
+    async def handle_batch(self, records: Sequence[RawRecord]) -> None: ...
+
+    async def dead_letter(self, record: RawRecord, reason: str) -> None: ...
+
+
+# A batch that fails this many times in a row, from the same offsets, with an error that is not
+# transient, while PostgreSQL and Kafka answer, is taken apart: the cause follows a record.
+ISOLATE_AFTER_FAILURES = 2
+# Attempts for one record taken out of such a batch before it is dead-lettered.
+ATTEMPTS_ALONE = 2
+# How long one readiness answer is served to every probe.
+READINESS_CACHE_S = 1.5
 
 
 class StartupError(RuntimeError):
@@ -66,7 +82,7 @@ class ServiceSpec:
     name: str
     topic: str
     group: str
-    make_handler: Callable[[asyncpg.Pool, Metrics], BatchHandler]
+    make_handler: Callable[[asyncpg.Pool, Metrics], RecordHandler]
     background: Background | None = None  # a loop run beside the consumer until shutdown
     policy_version: str = ""  # the national policy's, shown on ptsp_gate_build_info
 
@@ -85,16 +101,24 @@ class Service:
         self.metrics.records_received.labels(spec.topic)
         self.metrics.retries.labels(spec.name)
         self.metrics.retries.labels("outbox_relay")
+        self.metrics.consumer_stalled.labels(spec.name)
         self.broker: KafkaBroker = kafka.make_broker(settings, self.metrics.registry)
         self.pool: asyncpg.Pool | None = None
         self.relay = OutboxRelay(
-            dsn=settings.database_url,
+            dsn=settings.dsn(),
             producer_factory=lambda: kafka.make_producer(settings),
             metrics=self.metrics,
             batch_size=settings.relay_batch_size,
             max_backoff_s=settings.retry_max_delay_s,
         )
-        self._handler: BatchHandler | None = None
+        self._handler: RecordHandler | None = None
+        self._failing: tuple[tuple[int, int], ...] = ()  # where the failing batch starts
+        self._failures = 0  # consecutive failures of the batch starting there
+        self._progress_at = 0.0  # loop time of the last batch handled (or of the start)
+        self._rewound = False  # the last batch failed and will be read again
+        self._lag_total = 0  # records waiting, over this consumer's partitions (sampled)
+        self._readiness: asyncio.Future[dict[str, str]] | None = None
+        self._readiness_at = 0.0
         self.failed = False  # the consumer died under a running server; the process must go
         self._backoff = Backoff(max_s=settings.retry_max_delay_s)
         self._lag_task: asyncio.Task[None] | None = None
@@ -122,32 +146,89 @@ class Service:
         self._commits = OffsetCommitter(lambda: self._subscriber.consumer, spec.name)
 
     async def _on_batch(self, records: Any, msg: KafkaMessage) -> None:
-        assert self._handler is not None
         if not records:
             return
         self.metrics.records_received.labels(self.spec.topic).inc(len(records))
         try:
-            await self._handler(records)
-        except Exception as exc:  # transient or not, nothing may be skipped: rewind and retry
+            await self._handle(records)
+        except Exception as exc:  # nothing may be skipped: rewind and retry
             delay = self._backoff.next()
             self.metrics.retries.labels(self.spec.name).inc()
             log.warning(
                 "batch not committed; will retry",
                 service=self.spec.name,
-                error=f"{type(exc).__name__}: {exc}"[:500],
+                error=mask_text(f"{type(exc).__name__}: {exc}"[:500]),
                 records=len(records),
                 first_offset=records[0].offset,
                 partition=records[0].partition,
                 retry_in_s=delay,
                 exc_info=not _is_expected(exc),
             )
+            self._rewound = True
             await msg.nack()
             await asyncio.sleep(delay)
             return
+        self._failing, self._failures = (), 0
+        self._rewound = False
+        self._progress_at = asyncio.get_running_loop().time()
         self._backoff.reset()
         self._commits.handled(records)
         if self._stopping:  # the drain's last batch: its commit must land before the consumer goes
             await self._commits.flush(self.settings.graceful_timeout_s)
+
+    async def _handle(self, records: Sequence[RawRecord]) -> None:
+        assert self._handler is not None
+        try:
+            await self._handler.handle_batch(records)
+            return
+        except Exception as exc:
+            if _is_expected(exc):
+                # A lost connection, a serialization failure, a timeout: the infrastructure's,
+                # whatever the records. Retried until it passes, never dead-lettered.
+                self._failing, self._failures = (), 0
+                raise
+            start = _batch_start(records)
+            self._failures = self._failures + 1 if start == self._failing else 1
+            self._failing = start
+            if self._failures < ISOLATE_AFTER_FAILURES or not await self._infrastructure_healthy():
+                raise
+        log.error(
+            "batch keeps failing while PostgreSQL and Kafka answer; handling its records alone",
+            service=self.spec.name,
+            records=len(records),
+            first_offset=records[0].offset,
+            partition=records[0].partition,
+        )
+        await self._isolate(records)
+
+    async def _isolate(self, records: Sequence[RawRecord]) -> None:
+        """Each record alone; one that still fails while the infrastructure is healthy is
+        dead-lettered as PROCESSING_FAILED, so the records behind it flow. A transient error or
+        an unhealthy infrastructure raises instead: the whole batch is retried, and what went
+        through here is deduplicated then."""
+        assert self._handler is not None
+        for record in records:
+            for attempt in range(1, ATTEMPTS_ALONE + 1):
+                try:
+                    await self._handler.handle_batch([record])
+                    break
+                except Exception as exc:
+                    if _is_expected(exc) or not await self._infrastructure_healthy():
+                        raise
+                    if attempt == ATTEMPTS_ALONE:
+                        reason = mask_text(f"{type(exc).__name__}: {exc}")[:500]
+                        await self._handler.dead_letter(record, reason)
+
+    async def _infrastructure_healthy(self) -> bool:
+        """PostgreSQL answers a query and a Kafka broker answers, each within 2 s."""
+        if self.pool is None:
+            return False
+        try:
+            async with asyncio.timeout(2.0), self.pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+        except Exception:
+            return False
+        return bool(await self.broker.ping(timeout=2.0))
 
     async def open(self) -> None:
         """Connect to PostgreSQL and check the schema; fail fast with one line if either is off."""
@@ -155,7 +236,7 @@ class Service:
         if self.pool is not None:
             return
         try:
-            self.pool = await create_pool(self.settings.database_url, self.settings.db_pool_size)
+            self.pool = await create_pool(self.settings.dsn(), self.settings.db_pool_size)
         except (OSError, asyncpg.PostgresError) as exc:
             raise StartupError(f"cannot connect to PostgreSQL: {exc}") from exc
         async with self.pool.acquire() as conn:
@@ -175,6 +256,7 @@ class Service:
             self.pool = None
 
     async def run_background(self) -> None:
+        self._progress_at = asyncio.get_running_loop().time()
         self.relay.start()
         self._lag_task = asyncio.create_task(self._sample(), name="gauge-sampler")
         if self.spec.background is not None and self.pool is not None:
@@ -230,11 +312,29 @@ class Service:
                     position = await consumer.position(tp)
                     lags[tp.topic, tp.partition] = max(high - position, 0)
                 self.metrics.set_lag(self.spec.group, lags)
+                self._lag_total = sum(lags.values())
             except Exception as exc:  # lag is advisory; never let sampling hurt the service
                 log.debug("lag sampling failed", error=str(exc))
+            self.metrics.consumer_stalled.labels(self.spec.name).set(self.stalled_seconds())
 
     async def readiness(self) -> dict[str, str]:
-        """Problems that make the service not ready; empty when ready."""
+        """Problems that make the service not ready; empty when ready.
+
+        Probes may come by the hundred (every replica's kubelet, load balancers, people): the
+        answer is shared for ``READINESS_CACHE_S`` and by callers that arrive while a check runs,
+        so probes cannot take the connections decisions need."""
+        loop = asyncio.get_running_loop()
+        if self._readiness is not None and (
+            not self._readiness.done() or loop.time() - self._readiness_at < READINESS_CACHE_S
+        ):
+            return dict(await asyncio.shield(self._readiness))
+        self._readiness_at = loop.time()
+        self._readiness = asyncio.ensure_future(self._check_readiness())
+        return dict(await asyncio.shield(self._readiness))
+
+    async def _check_readiness(self) -> dict[str, str]:
+        # Generic reasons only: the body is served to anyone who can reach the port, and a raw
+        # database error can name hosts, users and database names. The detail goes to the log.
         problems: dict[str, str] = {}
         if not await self.broker.ping(timeout=2.0):
             problems["kafka"] = "broker not reachable"
@@ -245,6 +345,12 @@ class Service:
             problems["consumer"] = (
                 f"no partitions of {self.spec.topic} assigned in group {self.spec.group}"
             )
+        stalled = self.stalled_seconds()
+        if stalled > self.settings.consumer_stuck_after_s:
+            problems["consumer"] = (
+                f"no progress for {stalled:.0f} s with records waiting "
+                f"(limit {self.settings.consumer_stuck_after_s:.0f} s)"
+            )
         if self.pool is None:
             problems["postgres"] = "not started"
         else:
@@ -254,8 +360,20 @@ class Service:
                 if missing:
                     problems["migrations"] = "pending: " + ", ".join(missing)
             except Exception as exc:
-                problems["postgres"] = f"{type(exc).__name__}: {exc}"[:200]
+                problems["postgres"] = "not reachable"
+                log.warning(
+                    "readiness: PostgreSQL check failed",
+                    error=mask_text(f"{type(exc).__name__}: {exc}")[:300],
+                )
         return problems
+
+    def stalled_seconds(self) -> float:
+        """How long the consumer has made no progress while it has work: records waiting (lag)
+        or a batch rewound for retry. 0 while it keeps up or has nothing to do."""
+        waiting = self._rewound or self._lag_total > 0
+        if not waiting:
+            return 0.0
+        return max(asyncio.get_running_loop().time() - self._progress_at, 0.0)
 
     def asgi_app(self) -> AsgiFastStream:
         return _ExitWhenBrokerDies(self._faststream_app(), self)  # type: ignore[return-value]
@@ -292,6 +410,14 @@ def _json_response(body: dict[str, Any], status: int) -> AsgiResponse:
     return AsgiResponse(
         json.dumps(body).encode(), status, headers={"content-type": "application/json"}
     )
+
+
+def _batch_start(records: Sequence[RawRecord]) -> tuple[tuple[int, int], ...]:
+    """Where a batch starts, per partition: a rewound batch starts there again."""
+    first: dict[int, int] = {}
+    for record in records:
+        first.setdefault(record.partition, record.offset)
+    return tuple(sorted(first.items()))
 
 
 def _is_expected(exc: BaseException) -> bool:

@@ -42,9 +42,16 @@ def create_app() -> Any:
         sys.exit(STARTUP_FAILURE)
 
 
-def serve(service: str, host: str, port: int, workers: int) -> int:
-    """Run the workers until SIGTERM or SIGINT; non-zero when a worker could not start."""
-    import uvicorn
+def supervisor_class() -> type[Any]:
+    """uvicorn's multi-process supervisor, also told which workers died.
+
+    It overrides `Multiprocess.keep_subprocess_alive`, which is not part of uvicorn's documented
+    API: uvicorn has no public hook for "a worker process exited", and both things done here
+    need one (dropping a dead worker's gauges from the merged metrics; remembering a worker that
+    could not start, to exit non-zero). uvicorn is therefore pinned to one minor version in
+    pyproject.toml, and tests/unit/test_dependency_pins.py fails if the method, its signature or
+    the attributes used here change.
+    """
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
@@ -61,6 +68,14 @@ def serve(service: str, host: str, port: int, workers: int) -> int:
                     if process.exitcode == STARTUP_FAILURE:
                         self.failed = True
 
+    return Supervisor
+
+
+def serve(service: str, host: str, port: int, workers: int) -> int:
+    """Run the workers until SIGTERM or SIGINT; non-zero when a worker could not start."""
+    import uvicorn
+
+    Supervisor = supervisor_class()
     configured = multiprocess_dir()
     try:
         directory = Path(configured) if configured else Path(tempfile.mkdtemp(prefix="ptsp-gate-"))
@@ -81,8 +96,9 @@ def serve(service: str, host: str, port: int, workers: int) -> int:
         lifespan="on",
         access_log=False,
     )
-    supervisor = Supervisor(config, sockets=[config.bind_socket()])
     try:
+        # Inside the try: a port already in use exits here, and the directory must still go.
+        supervisor = Supervisor(config, sockets=[config.bind_socket()])
         supervisor.run()
     finally:
         if not configured:

@@ -1,7 +1,8 @@
 """An embedded PostgreSQL 16 server from the ``pgserver`` wheel.
 
-The server listens on a unix socket only (no TCP port to collide with), in or next to the
-data directory. The DSN it hands out looks like
+The server listens on a unix socket only (no TCP port to collide with), in the data directory,
+or, when that path is too long for a socket, in a new private (0700) directory under the temporary
+directory. The DSN it hands out looks like
 ``postgresql://postgres:@/ptsp_gate?host=/path/to/socket-dir``, which asyncpg (and libpq)
 accept as is. Authentication is ``trust`` for local connections: a development server.
 
@@ -13,11 +14,16 @@ same directory reuses it.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import re
+import stat
 import subprocess
+import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -26,6 +32,12 @@ __all__ = ["DEFAULT_DATABASE", "EmbeddedPostgres", "EmbeddedPostgresError", "def
 
 DEFAULT_DATABASE = "ptsp_gate"
 _SAFE_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_SOCKET_NAME = ".s.PGSQL.5432"
+_SOCKET_DIR_PREFIX = "ptsp-gate-pg-"
+# pgserver runs the server as this system user when it is started by root.
+_ROOT_SERVER_USER = "pgserver"
+# Socket directories made by _socket_dir and not yet checked by _sealed_pg_ctl.
+_unsealed: list[Path] = []
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -44,7 +56,96 @@ def _import_pgserver() -> Any:
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
         import pgserver
 
+    _install_private_socket_dir()
     return pgserver
+
+
+def _install_private_socket_dir() -> None:
+    """Make pgserver put the server's socket in a private directory when pgdata's path is too long.
+
+    pgserver's own fallback is a fixed directory under its runtime path (``/tmp/runtime-<uid>``
+    when XDG_RUNTIME_DIR is unset), which it makes world-writable (0777) when run by root: anyone
+    could then replace the socket and pose as the server. pgserver has no setting for this, so
+    its two module-level helpers are replaced (pgserver is pinned below 0.2, and a test fails if
+    they move).
+    """
+    from pgserver import postgres_server as module
+
+    postgres_server: Any = module
+    choose = getattr(postgres_server, "find_suitable_socket_dir", None)
+    pg_ctl = getattr(postgres_server, "pg_ctl", None)
+    if choose is _socket_dir:
+        return
+    if choose is None or pg_ctl is None:
+        raise EmbeddedPostgresError(
+            "this pgserver version has no find_suitable_socket_dir / pg_ctl to replace: "
+            "its socket directory cannot be made private"
+        )
+    postgres_server.find_suitable_socket_dir = _socket_dir
+    postgres_server.pg_ctl = functools.partial(_sealed_pg_ctl, pg_ctl)
+
+
+def _socket_dir(pgdata: Path, _runtime_path: Path) -> Path:
+    """The directory for the server's socket: pgdata when the socket's path fits, else a new
+    directory only the server's user can enter."""
+    from pgserver.utils import socket_name_length_ok
+
+    if socket_name_length_ok(pgdata / _SOCKET_NAME):
+        return pgdata
+    directory = Path(tempfile.mkdtemp(prefix=_SOCKET_DIR_PREFIX))  # 0700, an unguessable name
+    if not socket_name_length_ok(directory / _SOCKET_NAME):
+        directory.rmdir()
+        raise EmbeddedPostgresError(
+            f"no directory for PostgreSQL's socket: {pgdata} and {directory} are both too long"
+        )
+    uid, gid = _server_owner()
+    if uid != os.geteuid():
+        os.chown(directory, uid, gid)
+    _unsealed.append(directory)
+    return directory
+
+
+def _server_owner() -> tuple[int, int]:
+    """The user and group the server runs as: pgserver's own user when started by root."""
+    if os.geteuid() != 0:
+        return os.geteuid(), os.getegid()
+    import pwd
+
+    entry = pwd.getpwnam(_ROOT_SERVER_USER)  # pgserver creates it before choosing the directory
+    return entry.pw_uid, entry.pw_gid
+
+
+def _sealed_pg_ctl(pg_ctl: Callable[..., str], args: list[str], *rest: Any, **kwargs: Any) -> str:
+    """pgserver's pg_ctl, with the socket directory closed again just before the server starts.
+
+    When run by root pgserver opens the directory _socket_dir made to everyone (0777) right
+    before starting the server; it is closed again here, and refused if anything was put in it
+    meanwhile.
+    """
+    if "start" in args:
+        while _unsealed:
+            _seal(_unsealed.pop())
+    return pg_ctl(args, *rest, **kwargs)
+
+
+def _seal(directory: Path) -> None:
+    os.chmod(directory, stat.S_IRWXU)
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != _server_owner()[0] or os.listdir(directory):
+        raise EmbeddedPostgresError(
+            f"{directory}: PostgreSQL's socket directory was changed by someone else; not starting"
+        )
+
+
+def _forget_socket_dir(directory: Path | None) -> None:
+    """Remove a socket directory of ours once the server is gone (it is empty then)."""
+    if (
+        directory is not None
+        and directory.name.startswith(_SOCKET_DIR_PREFIX)
+        and directory.parent == Path(tempfile.gettempdir())
+    ):
+        with contextlib.suppress(OSError):  # still in use by a server another process shares
+            directory.rmdir()
 
 
 def _prune_dead_handles(pgdata: Path) -> None:
@@ -106,6 +207,7 @@ class EmbeddedPostgres:
         self.data_dir = data_dir
 
         pgserver = _import_pgserver()
+        _unsealed.clear()  # a directory left by a start that failed before pg_ctl
         try:
             # pgserver's own inter-process lock guards the pid list it keeps in pgdata.
             with pgserver.PostgresServer._lock:
@@ -168,7 +270,12 @@ class EmbeddedPostgres:
         """Stop the server unless another process still uses it. Idempotent."""
         server, self._server = self._server, None
         if server is not None:
+            try:
+                socket_dir = server.get_postmaster_info().socket_dir
+            except AssertionError:
+                socket_dir = None
             server.cleanup()
+            _forget_socket_dir(socket_dir)
 
     def __enter__(self) -> EmbeddedPostgres:
         self.start()

@@ -16,17 +16,15 @@ def spec(settings: Settings, policies: PolicyBook) -> ServiceSpec:
         name=NAME,
         topic=settings.topic_enrolment,
         group=settings.group_enrolment_sync,
-        make_handler=lambda pool, metrics: (
-            EnrolmentSync(
-                pool=pool,
-                metrics=metrics,
-                dlq_topic=settings.dlq_topic,
-                max_event_bytes=settings.max_event_bytes,
-                policies=policies,
-                redecide_window_days=settings.redecide_window_days,
-                decisions_topic=settings.topic_decisions,
-                event_source=settings.event_source,
-            ).handle_batch
+        make_handler=lambda pool, metrics: EnrolmentSync(
+            pool=pool,
+            metrics=metrics,
+            dlq_topic=settings.dlq_topic,
+            max_event_bytes=settings.max_event_bytes,
+            policies=policies,
+            redecide_window_days=settings.redecide_window_days,
+            decisions_topic=settings.topic_decisions,
+            event_source=settings.event_source,
         ),
         policy_version=str(policies.national.version),
         background=lambda pool, metrics: projection_metrics_refresher(

@@ -8,6 +8,10 @@ The file format
 - A header row naming exactly the twelve fields of the v1 enrolment record, in any order:
   nib, npwp, npp, status, segment, programs, workers_enrolled, arrears_months, pds_flags,
   sanction_requested, as_of, version. Then one employer per row. Blank lines are skipped.
+- Limits, so that a hostile or broken file cannot stall the import or fill the memory: a header
+  of at most MAX_HEADER_CELLS (64) cells, and a record (a line, or the lines a quoted field spans)
+  of at most MAX_RECORD_BYTES (1 MiB). A longer record is a bad row, and the reading goes on at
+  the next line: the part of a line beyond the limit is never taken for a row of its own.
 - `programs` and `pds_flags` list their members separated by `|` (`JKK|JKM|JHT`); an empty cell
   is the empty set. `sanction_requested` is `true` or `false` (any case), or `1` or `0`. Counts and
   `version` are ASCII digits. `as_of` is an RFC 3339 timestamp with its offset
@@ -20,7 +24,9 @@ The file format
 What an import does
 -------------------
 The file is read as a stream (constant memory). Each row is validated; good rows go to a TEMP
-staging table through one COPY, bad rows to a rejects CSV with their line number and reason. Then,
+staging table through one COPY, bad rows to a rejects CSV with their line number and reason (values
+quoted in a reason are cut and have NPWP- and NIK-like numbers masked, as in the logs; cells a
+spreadsheet would run as formulas are written as text, as in the reports' CSV). Then,
 in the same transaction, one statement merges the newest row of each NIB into employer_enrolment
 with the stream's version rule, the re-decisions run, and the import is recorded. A broken file
 (header, encoding, compression) aborts before anything is committed.
@@ -30,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import functools
 import gzip
 import io
 import itertools
@@ -39,7 +44,8 @@ import re
 import tempfile
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from operator import itemgetter
@@ -51,6 +57,8 @@ from stdnum.exceptions import ValidationError as StdnumError
 from stdnum.id import nik as stdnum_nik
 from stdnum.id import npwp as stdnum_npwp
 
+from ptsp_gate.observability.logging import mask_text
+from ptsp_gate.reports.render import spreadsheet_text
 from ptsp_gate.schemas.events import MAX_INT64, EnrolmentStatus, PdsFlag, Program, Segment
 from ptsp_gate.services.enrolment_store import NEWER_VERSION_WINS
 
@@ -76,7 +84,14 @@ _CHUNK_ROWS = 4096
 _CACHE_LIMIT = 4096
 _NIK_CACHE_LIMIT = 65_536
 _MAX_REASON_VALUE = 40
-_MAX_LINE_BYTES = 1 << 20
+# A reason names this many offending values (header cells, list members) and counts the rest.
+_MAX_NAMED = 5
+# Well above the twelve fields, so that a header with a few extra columns is still told what is
+# wrong with it; far below what would make checking it slow or its error line long.
+MAX_HEADER_CELLS = 64
+# A real record is a few hundred bytes; the csv module also limits each field (131,072 characters).
+MAX_RECORD_BYTES = 1 << 20
+_LIMIT_TEXT = f"1 MiB ({MAX_RECORD_BYTES} bytes)"
 
 
 class ImportFailed(Exception):
@@ -100,8 +115,21 @@ class BadRow(ValueError):
 
 
 def _show(value: str) -> str:
-    shown = value if len(value) <= _MAX_REASON_VALUE else value[:_MAX_REASON_VALUE] + "…"
+    """A value as a reason quotes it: NPWP- and NIK-like numbers masked as the logs mask them
+    (a NIK in the nib column is still a NIK), then cut. The masking sees a little beyond the cut,
+    so that a number running across it is masked before it is cut, not cut to a harmless-looking
+    length and shown."""
+    shown = mask_text(value[: _MAX_REASON_VALUE + 20])
+    if len(value) > _MAX_REASON_VALUE:
+        shown = shown[:_MAX_REASON_VALUE] + "…"
     return repr(shown)
+
+
+def _some(shown: Iterable[str], total: int) -> str:
+    """The first _MAX_NAMED of `total` offending values, and how many more there are."""
+    named = list(itertools.islice(shown, _MAX_NAMED))
+    more = total - len(named)
+    return ", ".join(named) + (f" and {more} more" if more > 0 else "")
 
 
 def _digits(value: str) -> bool:
@@ -191,9 +219,10 @@ def _set_checker(name: str, allowed: Sequence[str]) -> Callable[[str], str]:
         members = value.split(LIST_SEPARATOR)
         unknown = [m for m in members if m not in valid]
         if unknown:
+            distinct = list(dict.fromkeys(unknown))
             raise ValueError(
-                f"unknown {name} {', '.join(_show(m) for m in unknown)} (expected members of "
-                f"{listing}, separated by '{LIST_SEPARATOR}')"
+                f"unknown {name} {_some(map(_show, distinct), len(distinct))} (expected members "
+                f"of {listing}, separated by '{LIST_SEPARATOR}')"
             )
         # Sorted and without duplicates, as the stream stores them (a set, in a stable order).
         return "{" + ",".join(sorted(set(members))) + "}"
@@ -315,23 +344,30 @@ def _nik_birth_date_real(nik: str) -> bool:
 
 def read_header(cells: Sequence[str]) -> tuple[int, ...]:
     """The position of each of FIELDS in the file's header; BrokenFile if the header is not
-    exactly the twelve fields in some order."""
+    exactly the twelve fields in some order. Linear in the header's length, and the message
+    names at most a few offending cells, whatever the header holds."""
+    expected = f" (expected: {','.join(FIELDS)})"
+    if len(cells) > MAX_HEADER_CELLS:
+        raise BrokenFile(
+            f"wrong header: {len(cells)} columns, more than the {MAX_HEADER_CELLS} a header may "
+            f"have" + expected
+        )
     names = [c.strip() for c in cells]
-    unknown = [n for n in names if n not in FIELDS]
-    missing = [f for f in FIELDS if f not in names]
-    repeated = sorted({n for n in names if names.count(n) > 1})
+    counts = Counter(names)
+    unknown = [n for n in counts if n not in FIELDS]  # each once, in the header's order
+    missing = [f for f in FIELDS if f not in counts]
+    repeated = [f for f in FIELDS if counts[f] > 1]
     problems = []
     if unknown:
-        problems.append("unknown column(s) " + ", ".join(_show(n) for n in unknown))
+        problems.append("unknown column(s) " + _some(map(_show, unknown), len(unknown)))
     if missing:
         problems.append("missing column(s) " + ", ".join(missing))
     if repeated:
         problems.append("repeated column(s) " + ", ".join(repeated))
     if problems:
-        raise BrokenFile(
-            "wrong header: " + "; ".join(problems) + f" (expected: {','.join(FIELDS)})"
-        )
-    return tuple(names.index(f) for f in FIELDS)
+        raise BrokenFile("wrong header: " + "; ".join(problems) + expected)
+    position = {name: index for index, name in enumerate(names)}
+    return tuple(position[f] for f in FIELDS)
 
 
 class RowParser:
@@ -541,7 +577,9 @@ class ImportResult:
 
 class _Rejects:
     """Bad rows, written to a temporary file beside the target and moved there on success, so
-    a failed import leaves an earlier rejects file as it was."""
+    a failed import leaves an earlier rejects file as it was. People open it in a spreadsheet:
+    its text cells go through the reports' spreadsheet_text, so a cell of the imported file such
+    as `=HYPERLINK(...)` is shown, not run (the line number, a number, is written as one)."""
 
     def __init__(self, target: Path) -> None:
         self.target = target
@@ -564,8 +602,8 @@ class _Rejects:
             self._name = name
             self._file = open(fd, "w", encoding="utf-8", newline="")  # noqa: SIM115
             self._writer = csv.writer(self._file)
-            self._writer.writerow(["line", "reason", *self._header])
-        self._writer.writerow([line, reason, *cells])
+            self._writer.writerow(["line", "reason", *map(spreadsheet_text, self._header)])
+        self._writer.writerow([line, spreadsheet_text(reason), *map(spreadsheet_text, cells)])
 
     def commit(self) -> Path | None:
         if self._file is None:
@@ -581,6 +619,46 @@ class _Rejects:
             with contextlib.suppress(OSError):
                 os.unlink(self._name)
             self._file = None
+
+
+class _RecordTooLong(Exception):
+    """A record ran past MAX_RECORD_BYTES; the rest of its last line has been read and dropped."""
+
+
+class _Lines:
+    """The file's physical lines, decoded, for the csv reader, within a byte budget per record:
+    the feed sets `left` before each record, and a line that would take the record past it is
+    neither decoded nor handed on. Its rest is read (a buffer at a time) and dropped, up to the
+    line break, and the iteration ends with _RecordTooLong; `lines()` then starts over at the
+    next line. So no line longer than the budget is ever held whole, and the part of a line
+    beyond the limit is never parsed as a row of its own."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._readline = stream.readline
+        self.left = MAX_RECORD_BYTES
+        self._at_start = True
+
+    def lines(self) -> Iterator[str]:
+        readline = self._readline
+        piece = readline(self.left + 1)
+        if self._at_start:
+            # The byte-order mark goes before decoding, so that a quoted first cell parses.
+            self._at_start = False
+            piece = piece.removeprefix(b"\xef\xbb\xbf")
+        while piece:
+            left = self.left
+            if len(piece) > left:
+                while piece and not piece.endswith(b"\n"):
+                    piece = readline(MAX_RECORD_BYTES)
+                raise _RecordTooLong
+            self.left = left - len(piece)
+            yield piece.decode()
+            piece = readline(self.left + 1)
+
+
+def _too_long(first: int, last: int) -> str:
+    lines = f"line {first}" if first == last else f"lines {first}-{last}"
+    return f"record longer than {_LIMIT_TEXT}: {lines} skipped"
 
 
 class _Feed:
@@ -602,15 +680,10 @@ class _Feed:
     def __iter__(self) -> Iterator[bytes]:
         path = self._path
         try:
-            # Line by line through C (readline, bytes.decode, csv): a decoding error names its
-            # exact line, and no Python frame runs per line before the csv module. Lines are
-            # read at most _MAX_LINE_BYTES at a time, so a file without line breaks cannot
-            # fill the memory; the csv module's field limit turns such pieces into bad rows.
-            # The byte-order mark goes before decoding, so that a quoted first cell parses.
-            readline = functools.partial(self._source.stream.readline, _MAX_LINE_BYTES)
-            first = readline().removeprefix(b"\xef\xbb\xbf")
-            lines = map(bytes.decode, itertools.chain((first,), iter(readline, b"")))
-            yield from self._chunks(csv.reader(lines, strict=True))
+            # Line by line (readline, bytes.decode, csv, all in C, with one generator step per
+            # line between them to keep each record within MAX_RECORD_BYTES): a decoding error
+            # names its line, and memory stays bounded whatever the file holds.
+            yield from self._chunks(_Lines(self._source.stream))
         except UnicodeDecodeError as exc:
             bad = exc.object[exc.start : exc.start + 1].hex()
             raise BrokenFile(
@@ -626,32 +699,52 @@ class _Feed:
         if self._progress is not None:
             self._progress.reading(self.read, self._source.size, self._source.size)
 
-    def _header(self, reader: Any) -> RowParser:
-        for cells in reader:
+    def _header(self, reader: Any, lines: _Lines) -> RowParser:
+        while True:
+            lines.left = MAX_RECORD_BYTES
+            cells = next(reader, None)
+            if cells is None:
+                break
             self._line = reader.line_num
             if cells:
                 self._rejects.set_header(cells)
                 return RowParser(cells)
         raise BrokenFile(f"{self._path} is empty: expected a header row, then one employer per row")
 
-    def _chunks(self, reader: Any) -> Iterator[bytes]:
+    def _chunks(self, lines: _Lines) -> Iterator[bytes]:
+        reader = csv.reader(lines.lines(), strict=True)
         try:
-            stage_line = self._header(reader).stage_line
+            stage_line = self._header(reader, lines).stage_line
         except csv.Error as exc:
             raise BrokenFile(f"line {reader.line_num}: unreadable header: {exc}") from exc
+        except _RecordTooLong:
+            raise BrokenFile(
+                f"line {reader.line_num + 1}: the header is longer than {_LIMIT_TEXT}"
+            ) from None
+        # reader.line_num counts the lines of the current reader; a new one starts after a
+        # record that was too long.
+        base = 0
         chunk: list[str] = []
         while True:
             line = self._line + 1  # where the record starts: a quoted field may span lines
+            lines.left = MAX_RECORD_BYTES
             try:
                 cells = next(reader)
             except StopIteration:
                 break
             except csv.Error as exc:
                 # A malformed record (stray quote, NUL byte): a bad row; the reader goes on.
-                self._line = reader.line_num
+                self._line = base + reader.line_num
                 self._reject(line, f"malformed CSV: {exc}", [])
                 continue
-            self._line = reader.line_num
+            except _RecordTooLong:
+                # The line that took it past the limit was dropped to its end: go on after it,
+                # with a new reader (the old one's lines have ended).
+                self._line = base = base + reader.line_num + 1
+                self._reject(line, _too_long(line, self._line), [])
+                reader = csv.reader(lines.lines(), strict=True)
+                continue
+            self._line = base + reader.line_num
             if not cells:
                 continue
             try:

@@ -63,41 +63,24 @@ class EnrolmentSync:
             applied, dead, changes = await self._commit(list(newest.values()), invalid)
         except TRANSIENT_DB_ERRORS as exc:
             raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
-        except asyncpg.PostgresError as exc:
-            applied, dead, changes = await self._isolate(list(newest.values()), invalid, exc)
-        failed = sum(1 for d in dead if d.code == "PROCESSING_FAILED")
         m = self._metrics
         m.enrolment_updates.labels("applied").inc(len(applied))
-        m.enrolment_updates.labels("stale").inc(len(valid) - len(applied) - failed)
-        m.enrolment_updates.labels("invalid").inc(len(invalid) + failed)
-        for bad in dead:
-            outbox.note_dead_letter(m, self._dlq_topic(bad.record.topic), bad)
+        m.enrolment_updates.labels("stale").inc(len(valid) - len(applied))
+        self._note_dead(dead)
         redecide.observe(m, changes, trigger="enrolment-update")
 
-    async def _isolate(
-        self, valid: Sequence[Valid[EnrolmentState]], invalid: Sequence[Invalid], error: Exception
-    ) -> tuple[set[str], list[Invalid], list[redecide.Change]]:
-        """As the permit-checker does: PostgreSQL refuses something in this batch, so commit one
-        employer at a time; a record refused on its own is dead-lettered, not retried for ever."""
-        log.error("batch refused by the database; isolating records", error=str(error)[:500])
-        applied: set[str] = set()
-        dead: list[Invalid] = []
-        changes: list[redecide.Change] = []
-        for item in valid:
-            try:
-                a, d, c = await self._commit([item], [])
-            except TRANSIENT_DB_ERRORS as exc:
-                raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
-            except asyncpg.PostgresError as exc:
-                failed = Invalid(item.record, "PROCESSING_FAILED", str(exc)[:500], [], None, None)
-                a, d, c = await self._commit([], [failed])
-            applied |= a
-            dead += d
-            changes += c
-        if invalid:
-            _, d, _ = await self._commit([], invalid)
-            dead += d
-        return applied, dead, changes
+    async def dead_letter(self, record: RawRecord, reason: str) -> None:
+        """A record that fails even alone, with the infrastructure healthy: set aside as
+        PROCESSING_FAILED, so the employers behind it are applied."""
+        _, dead, _ = await self._commit(
+            [], [Invalid(record, "PROCESSING_FAILED", reason, [], None, None)]
+        )
+        self._note_dead(dead)
+
+    def _note_dead(self, dead: Sequence[Invalid]) -> None:
+        self._metrics.enrolment_updates.labels("invalid").inc(len(dead))
+        for bad in dead:
+            outbox.note_dead_letter(self._metrics, self._dlq_topic(bad.record.topic), bad)
 
     async def _commit(
         self, valid: Sequence[Valid[EnrolmentState]], invalid: Sequence[Invalid]

@@ -94,34 +94,24 @@ class PermitChecker:
             *(self._commit(g) for g in groups.values()), return_exceptions=True
         )
         decided: list[Decided] = []
-        for group, result in zip(groups.values(), results, strict=True):
+        for result in results:
             if isinstance(result, TRANSIENT_DB_ERRORS):
                 # Groups that did commit are deduplicated when the whole batch is redelivered.
                 raise TransientFailure(f"{type(result).__name__}: {result}") from result
-            if isinstance(result, asyncpg.PostgresError):
-                decided += await self._isolate(group, result)
-            elif isinstance(result, BaseException):
+            if isinstance(result, BaseException):
+                # PostgreSQL refused something, or deciding failed: the runtime retries, then
+                # takes the batch apart and dead-letters the record that fails alone.
                 raise result
-            else:
-                decided += result
+            decided += result
         self._observe(decided)
 
-    async def _isolate(
-        self, items: Sequence[Valid[PermitApplication] | Invalid], error: Exception
-    ) -> list[Decided]:
-        """Something in these records makes PostgreSQL refuse them. Commit one at a time so the
-        rest flows; a record that fails alone is dead-lettered rather than retried for ever."""
-        log.error("batch refused by the database; isolating records", error=str(error)[:500])
-        decided: list[Decided] = []
-        for item in items:
-            try:
-                decided += await self._commit([item])
-            except TRANSIENT_DB_ERRORS as exc:
-                raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
-            except asyncpg.PostgresError as exc:
-                failed = Invalid(item.record, "PROCESSING_FAILED", str(exc)[:500], [], None, None)
-                decided += await self._commit([failed])
-        return decided
+    async def dead_letter(self, record: RawRecord, reason: str) -> None:
+        """A record that fails even alone, with the infrastructure healthy: set aside as
+        PROCESSING_FAILED (not REJECTED: the event may be valid; a replay decides it once the
+        cause is fixed)."""
+        self._observe(
+            await self._commit([Invalid(record, "PROCESSING_FAILED", reason, [], None, None)])
+        )
 
     def _read(self, record: RawRecord) -> Valid[PermitApplication] | Invalid:
         item = intake.read(record, PermitApplication, ACCEPTED_TYPES, self._max_bytes)
@@ -141,21 +131,43 @@ class PermitChecker:
         return item
 
     async def _commit(self, items: Sequence[Valid[PermitApplication] | Invalid]) -> list[Decided]:
-        # The first occurrence of an event id in the batch wins; later ones are duplicates.
+        # The first occurrence of an event id in the batch wins; a later one is a duplicate, or a
+        # conflict when its content differs.
         unique: dict[str, Valid[PermitApplication] | Invalid] = {}
+        absorbed = 0
         for item in items:
-            unique.setdefault(item.event_key, item)
+            held = unique.setdefault(item.event_key, item)
+            if held is item:
+                continue
+            if (
+                isinstance(item, Valid)
+                and isinstance(held, Valid)
+                and item.content_digest != held.content_digest
+            ):
+                conflict = intake.id_conflict(item)
+                unique.setdefault(conflict.event_key, conflict)
+            else:
+                absorbed += 1
         if not unique:
             return []
         topic = items[0].record.topic
-        accepted = [key for key, item in unique.items() if isinstance(item, Valid)]
-        dead = {key: item for key, item in unique.items() if isinstance(item, Invalid)}
+        accepted = {k: i.content_digest for k, i in unique.items() if isinstance(i, Valid)}
         async with self._pool.acquire() as conn, conn.transaction():
-            fresh = await idempotency.claim(conn, topic, accepted) if accepted else set()
+            fresh, conflicting = (
+                await idempotency.claim(conn, topic, accepted) if accepted else (set(), set())
+            )
+            absorbed += len(accepted) - len(fresh) - len(conflicting)
+            dead: dict[str, Invalid] = {}
+            for key, item in unique.items():
+                if isinstance(item, Invalid):
+                    dead[key] = item
+                elif key in conflicting:
+                    dead[key] = intake.id_conflict(item)
             # Not by ce_id: a dead letter must stay replayable once its cause is fixed.
             fresh |= await idempotency.claim_dead_letters(conn, topic, dead)
-            todo = [item for key, item in unique.items() if key in fresh]
+            todo = [dead.get(key, item) for key, item in unique.items() if key in fresh]
             if not todo:
+                self._metrics.duplicates.labels(topic).inc(absorbed)
                 return []
             valid = [i for i in todo if isinstance(i, Valid)]
             enrolments = await enrolment_store.fetch_many(
@@ -165,6 +177,7 @@ class PermitChecker:
             now = self._clock()
             decided = [self._decide(item, enrolments, complete, now) for item in todo]
             await self._store(conn, valid, decided)
+        self._metrics.duplicates.labels(topic).inc(absorbed)
         return decided
 
     def _decide(
