@@ -47,6 +47,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -165,6 +166,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=20.0,
         help="phase C sends the events due every this many ms, in one burst (see README)",
     )
+    p.add_argument(
+        "--probe-callers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run each phase C rate twice, the second time with N clients calling /ready of "
+        "the instances, each once per --probe-interval (probes, load balancers, people)",
+    )
+    p.add_argument(
+        "--probe-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often each --probe-callers client calls /ready (default 1; 0: without pause)",
+    )
     p.add_argument("--skip-raw", action="store_true", help="leave out phase A")
     p.add_argument("--skip-latency", action="store_true", help="leave out phase C")
     p.add_argument(
@@ -188,7 +204,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=20_260_101, help="seed of the event mix")
     # Internal: the raw pipe runs as a child process of the bench.
-    p.add_argument("--role", choices=("bench", "raw-pipe"), default="bench", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--role",
+        choices=("bench", "raw-pipe", "probe-load"),
+        default="bench",
+        help=argparse.SUPPRESS,
+    )
+    p.add_argument("--probe-ports", help=argparse.SUPPRESS)
     p.add_argument("--bootstrap", help=argparse.SUPPRESS)
     p.add_argument("--in-topic", help=argparse.SUPPRESS)
     p.add_argument("--out-topic", help=argparse.SUPPRESS)
@@ -228,6 +250,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"--latency-rates: {exc}")
     if args.latency_seconds <= 0:
         p.error("--latency-seconds must be positive")
+    if not 0 <= args.probe_callers <= 10_000:
+        p.error("--probe-callers must be between 0 and 10000")
+    if not 0 <= args.probe_interval <= 60:
+        p.error("--probe-interval must be between 0 and 60")
     if not 1 <= args.latency_tick_ms <= 1000:
         p.error("--latency-tick-ms must be between 1 and 1000")
     return args
@@ -685,6 +711,51 @@ async def load_enrolments(conn: asyncpg.Connection, employers: int) -> int:
 # Phase A, child side: the raw aiokafka pipe
 
 
+async def probe_load_role(args: argparse.Namespace) -> int:
+    """N clients, each on its own keep-alive connection, calling GET /ready once per
+    --probe-interval (starts spread over the interval), over the given ports, until SIGTERM;
+    writes how many answers of each status to --result-file. A process of its own, so the load
+    costs the bench's producer nothing."""
+    ports = [int(p) for p in args.probe_ports.split(",")]
+    statuses: Counter[str] = Counter()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+
+    async def client(port: int, offset: float) -> None:
+        request = f"GET /ready HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+        await asyncio.sleep(offset)
+        while not stop.is_set():
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                while not stop.is_set():
+                    writer.write(request)
+                    status = (await reader.readline()).split(b" ")[1].decode()
+                    length = 0
+                    while (line := await reader.readline()) not in (b"\r\n", b""):
+                        if line.lower().startswith(b"content-length:"):
+                            length = int(line.split(b":")[1])
+                    await reader.readexactly(length)
+                    statuses[status] += 1
+                    if args.probe_interval:
+                        await asyncio.sleep(args.probe_interval)
+                writer.close()
+            except (OSError, IndexError, ValueError, asyncio.IncompleteReadError):
+                statuses["error"] += 1
+                await asyncio.sleep(0.1)
+
+    spread = args.probe_interval / max(args.probe_callers, 1)
+    tasks = [
+        asyncio.create_task(client(ports[i % len(ports)], i * spread))
+        for i in range(args.probe_callers)
+    ]
+    await stop.wait()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.to_thread(Path(args.result_file).write_text, json.dumps(dict(statuses)))
+    return 0
+
+
 async def raw_pipe_role(args: argparse.Namespace) -> int:
     """Consume N records, re-produce each (key, value, headers) to another topic; per batch:
     await every delivery, then commit offsets. Writes its figures as JSON to --result-file."""
@@ -1025,6 +1096,26 @@ def start_raw_pipe(
     return Child("raw-pipe", argv, dict(os.environ), logs / "raw-pipe.log")
 
 
+def start_probe_load(
+    ports: Sequence[int], callers: int, interval: float, logs: Path, index: int
+) -> Child:
+    argv = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--role",
+        "probe-load",
+        "--probe-ports",
+        ",".join(map(str, ports)),
+        "--probe-callers",
+        str(callers),
+        "--probe-interval",
+        str(interval),
+        "--result-file",
+        str(logs / f"probe-load-{index}.json"),
+    ]
+    return Child(f"probe-load-{index}", argv, dict(os.environ), logs / f"probe-load-{index}.log")
+
+
 @dataclass(frozen=True)
 class Topics:
     prefix: str
@@ -1255,6 +1346,17 @@ def _label(text: str) -> str:
     return f"{text:<11} "
 
 
+def _probes(c: dict[str, Any]) -> str:
+    if not c.get("probe_callers"):
+        return ""
+    answers = c.get("probe_answers") or {}
+    total = sum(answers.values())
+    return (
+        f"; {c['probe_callers']} clients calling /ready: {total / c['seconds']:,.0f} answers/s"
+        + (f", {answers.get('error', 0):,} errors" if answers.get("error") else "")
+    )
+
+
 def _latency_lines(c: dict[str, Any]) -> list[str]:
     """The lines of one phase C run; labelled C, or C1, C2, ... with several rates."""
     name = c["name"]
@@ -1264,6 +1366,7 @@ def _latency_lines(c: dict[str, Any]) -> list[str]:
         + _fmt_lat(c["latency_ms"], ("p50", "p95", "p99", "max"))
         + f"   ({c['sent']:,} events at {rate} for {c['seconds']:g} s"
         + _batches(c.get("consumer"))
+        + _probes(c)
         + ")",
         _label(f"floor {name}")
         + _fmt_lat(c["broker_floor_ms"], ("p50", "p95", "p99", "max"))
@@ -1525,23 +1628,44 @@ class Run:
                 runs: list[dict[str, Any]] = []
                 self.result["phase_c"] = runs
                 before_c = after_b
-                for index, spec in enumerate(args.latency_rates):
+                plan = [
+                    (spec, callers)
+                    for spec in args.latency_rates
+                    for callers in ((0, args.probe_callers) if args.probe_callers else (0,))
+                ]
+                for index, (spec, callers) in enumerate(plan):
                     rate = resolve_rate(spec, phase_b["rate"])
-                    name = latency_run_name(index, len(args.latency_rates))
+                    name = latency_run_name(index, len(plan))
                     say(
                         f"phase {name}: {rate:,.0f} events/s"
                         + (" (half the phase B rate)" if spec == "half" else "")
                         + f" for {args.latency_seconds:g} s"
+                        + (f", {callers} clients calling /ready" if callers else "")
                     )
                     floor = DeliveryFloor(self.bootstrap, self.topics.applications, args.partitions)
                     async with within(SETUP_TIMEOUT_S, "starting the delivery-floor consumer"):
                         await floor.start()
+                    probes = (
+                        self.start(
+                            start_probe_load(ports, callers, args.probe_interval, self.logs, index)
+                        )
+                        if callers
+                        else None
+                    )
                     try:
                         phase_c = await self.phase_c(
                             collector, services, broker, conn, rate=rate, index=index
                         )
                     finally:
                         await floor.stop()
+                        if probes is not None:
+                            probes.stop()
+                    phase_c["probe_callers"] = callers
+                    if probes is not None:
+                        answers = self.logs / f"probe-load-{index}.json"
+                        phase_c["probe_answers"] = (
+                            json.loads(answers.read_text()) if answers.exists() else None
+                        )
                     phase_c["name"] = name
                     phase_c["rate_spec"] = rate_label(spec)
                     phase_c["broker_floor_ms"] = percentiles(floor.latencies_ms)
@@ -2010,6 +2134,8 @@ def sigterm_cancels(task: asyncio.Task[Any]) -> Iterator[None]:
 async def amain(args: argparse.Namespace) -> int:
     if args.role == "raw-pipe":
         return await raw_pipe_role(args)
+    if args.role == "probe-load":
+        return await probe_load_role(args)
     task = asyncio.current_task()
     assert task is not None
     with sigterm_cancels(task):

@@ -7,9 +7,11 @@ import asyncio
 import json
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from ptsp_gate import demo
 from ptsp_gate.adapters import kafka
@@ -130,3 +132,45 @@ async def test_megabytes_of_headers_give_a_publishable_dead_letter(
     assert {h for h, _ in dead[0].headers} >= {"ce_id", "ce_type", "ptsp-gate-error-code"}
     assert len(decided) == len(apps)
     assert await db.fetchval("SELECT count(*) FROM outbox_parked") == 0
+
+
+async def test_a_row_the_broker_refuses_is_parked_alone(apache_cluster, settings, bootstrap, db):
+    # The topic takes records of at most 2 KiB, so the broker refuses the whole record batch
+    # that holds the 5 KiB row: its neighbours in that batch are sent again alone and published.
+    topic = f"small-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(topic, 1, 3, topic_configs={"max.message.bytes": "2048"})]
+        )
+    finally:
+        await admin.close()
+    try:
+        ids = await _queue(db, topic, [b"a", b"x" * 5000, b"c"])
+        relay = outbox.OutboxRelay(
+            dsn=settings.dsn(),
+            producer_factory=lambda: kafka.make_producer(settings),
+            metrics=Metrics(),
+        )
+        relay.start()
+        try:
+            published = await read_topic(bootstrap, topic, 2)
+
+            async def drained() -> bool:
+                return await db.fetchval("SELECT count(*) FROM outbox") == 0
+
+            await eventually(drained, timeout=30)
+        finally:
+            await relay.stop()
+        assert sorted(r.value for r in published) == [b"a", b"c"]
+        parked = await db.fetch("SELECT id, error FROM outbox_parked")
+        assert [r["id"] for r in parked] == [ids[1]]
+        assert "TooLarge" in parked[0]["error"]
+    finally:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([topic])
+        finally:
+            await admin.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import UTC, datetime
@@ -196,25 +197,29 @@ async def test_a_reused_ce_id_with_other_content_is_answered_and_a_redelivery_ab
             producer,
             settings.topic_applications,
             [
-                original,
+                # The conflicting event first, the redelivery after it, in one batch.
                 demo.application_record(second, event_id="ID-1"),
+                original,
                 demo.application_record(third, event_id="ID-2"),
                 demo.application_record(fourth, event_id="ID-2"),
+                # Not even valid, under an accepted id: a conflict too, not silently dropped.
+                (b"k", [(k, v) for k, v in original[1]], b'{"application_id": "APP-X"}'),
             ],
         )
-        dead = await read_topic(bootstrap, settings.dlq_topic(settings.topic_applications), 2)
+        dead = await read_topic(bootstrap, settings.dlq_topic(settings.topic_applications), 3)
         published = await read_topic(
-            bootstrap, settings.topic_decisions, 4, distinct=application_id
+            bootstrap, settings.topic_decisions, 5, distinct=application_id
         )
         metrics = running["permit-checker"].metrics
         absorbed = metrics.duplicates.labels(settings.topic_applications)._value.get()
         conflicts = metrics.dlq_messages.labels(
             settings.dlq_topic(settings.topic_applications), "ID_CONFLICT"
         )._value.get()
-    assert sorted(header(r, "ptsp-gate-error-code") for r in dead) == ["ID_CONFLICT"] * 2
-    assert {header(r, "ce_id") for r in dead} == {"ID-1", "ID-2"}
+    assert sorted(header(r, "ptsp-gate-error-code") for r in dead) == ["ID_CONFLICT"] * 3
+    assert sorted(header(r, "ce_id") or "" for r in dead) == ["ID-1", "ID-1", "ID-2"]
     outcomes = {d["application_id"]: d["outcome"] for d in decisions(published)}
     assert outcomes[second["application_id"]] == "REJECTED"
+    assert outcomes["APP-X"] == "REJECTED"
     assert outcomes[first["application_id"]] != "REJECTED"
     # Different NIBs, so different partitions, handled concurrently: either may come first.
     pair = sorted(outcomes[a["application_id"]] == "REJECTED" for a in (third, fourth))
@@ -224,7 +229,7 @@ async def test_a_reused_ce_id_with_other_content_is_answered_and_a_redelivery_ab
     )
     assert "ID_CONFLICT" in json.dumps(rejected["reasons"])
     assert absorbed == 1
-    assert conflicts == 2
+    assert conflicts == 3
     # The original was decided once.
     assert (
         await db.fetchval(
@@ -233,3 +238,40 @@ async def test_a_reused_ce_id_with_other_content_is_answered_and_a_redelivery_ab
         )
         == 1
     )
+
+
+async def test_a_poison_record_is_isolated_while_other_partitions_keep_flowing(
+    settings, producer, bootstrap, db, monkeypatch
+):
+    # Batches of the other partitions succeed between the poison batch's retries; the count of
+    # failures from the poison's offset must survive them, or it would never be isolated.
+    now = datetime.now(UTC)
+    poison = demo.application(1, workers=0, now=now)
+    real_decide = checker.decide
+
+    def decide(app, *args, **kwargs):
+        if app.application_id == poison["application_id"]:
+            raise ZeroDivisionError("a rule's arithmetic failed")
+        return real_decide(app, *args, **kwargs)
+
+    monkeypatch.setattr(checker, "decide", decide)
+    stream = [demo.application(n, workers=0, now=now) for n in range(2, 302)]
+    async with services(settings, "permit-checker"):
+        started = time.monotonic()
+        await send(producer, settings.topic_applications, [demo.application_record(poison)])
+        for i in range(0, len(stream), 10):
+            await send(
+                producer,
+                settings.topic_applications,
+                [demo.application_record(a) for a in stream[i : i + 10]],
+            )
+            await asyncio.sleep(0.05)
+        dead = await read_topic(bootstrap, settings.dlq_topic(settings.topic_applications), 1)
+        took = time.monotonic() - started
+
+        async def all_others_decided() -> bool:
+            return await db.fetchval("SELECT count(*) FROM compliance_decision") == len(stream)
+
+        await eventually(all_others_decided, timeout=30)
+    assert [header(r, "ptsp-gate-error-code") for r in dead] == ["PROCESSING_FAILED"]
+    assert took < 15, f"the poison was isolated after {took:.1f} s"

@@ -270,6 +270,10 @@ def test_records_that_cannot_be_replayed_say_why() -> None:
     assert "OVERSIZED" in why(cut)
     tombstone = DeadLetter(dead.address, dead.key, None, dead.headers, dead.timestamp_ms)
     assert "tombstone" in why(tombstone)
+    headers_cut = _with(dead, ptsp_gate_truncated=b"header:x-junk")
+    assert headers_cut.truncated
+    assert "header:x-junk" in why(headers_cut)
+    assert "new ce_id" in why(_with(dead, ptsp_gate_error_code=b"ID_CONFLICT"))
 
 
 def test_a_replay_goes_back_to_its_partition_while_it_exists() -> None:

@@ -69,6 +69,18 @@ POISON = {
         "SCHEMA_VIOLATION",
     ),
     "deep and unterminated": (Rec(b'["' + b'\\"' * 20000, _headers()), "MALFORMED_JSON"),
+    # Valid to Python's parsers, refused by PostgreSQL's jsonb (or by any UTF-8 encoder).
+    "binary NaN": (Rec(b'{"application_id": "A-1", "x": NaN}', _headers()), "SCHEMA_VIOLATION"),
+    "binary -Infinity": (Rec(b'{"x": -Infinity}', _headers()), "SCHEMA_VIOLATION"),
+    "structured 1e400": (_structured('{"x": 1e400}'), "SCHEMA_VIOLATION"),
+    "binary lone surrogate": (Rec(b'{"x": "\\ud800"}', _headers()), "SCHEMA_VIOLATION"),
+    "structured lone surrogate in ce_id": (
+        Rec(
+            json.dumps({"specversion": "1.0", "id": "\ud800", "source": "s", "type": "t"}).encode(),
+            STRUCTURED,
+        ),
+        "SCHEMA_VIOLATION",
+    ),
     "deep inside an unknown type's structured envelope": (
         Rec(b'{"specversion": "1.0", "x": ' + DEEP.encode() + b"}", STRUCTURED),
         "SCHEMA_VIOLATION",
@@ -193,3 +205,17 @@ def test_a_valid_event_with_one_field_mangled_is_still_an_answer(data: st.DataOb
         raw[at] = data.draw(st.integers(0, 255))
     item = _read_application(Rec(bytes(raw), headers))
     assert isinstance(item, intake.Valid) or item.code in CODES
+
+
+def test_many_empty_headers_count_as_their_wire_size_and_the_dead_letter_stays_small() -> None:
+    rec = Rec(b"{}", _headers() + [("x", b"")] * 200_000)
+    item = _read_application(rec)
+    assert isinstance(item, intake.Invalid)
+    assert item.code == "OVERSIZED"
+    headers = intake.dlq_headers(item)
+    wire = sum(len(k.encode()) + len(v) + intake.HEADER_OVERHEAD_BYTES for k, v in headers)
+    assert wire < intake.OVERSIZED_KEEP_BYTES + 4096
+    truncated = dict(headers)["ptsp-gate-truncated"]
+    assert truncated.startswith(b"header:x,header:x")
+    assert truncated.endswith(b",...")
+    assert len(truncated) <= 1004

@@ -19,6 +19,15 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
+    # The database's state, not the record's: a statement or lock timeout behind someone else's
+    # lock, a replica made read-only by a failover, a full disk, memory, an I/O error. Were
+    # these taken for a poison record, every record of a batch would be dead-lettered while
+    # `SELECT 1` still answers.
+    asyncpg.exceptions.QueryCanceledError,
+    asyncpg.exceptions.LockNotAvailableError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.PostgresSystemError,
     TimeoutError,
 )
 

@@ -75,8 +75,9 @@ DLQ_ERROR_CODES: Final[dict[str, str]] = {
         "The data does not validate against the payload schema of its event type (missing or "
         "mistyped fields, unknown enum values, identifiers failing their checks: NIB, NPWP/NIK, "
         "KBLI, region code), or contains a NUL character (\\u0000), or its JSON nests deeper "
-        f"than {json_limits.MAX_DEPTH} levels or has a number longer than "
-        f"{json_limits.MAX_NUMBER_CHARS} characters."
+        f"than {json_limits.MAX_DEPTH} levels, has a number longer than "
+        f"{json_limits.MAX_NUMBER_CHARS} characters or out of range (1e400), NaN or Infinity, "
+        "or a lone UTF-16 surrogate escape (\\ud800 without its pair)."
     ),
     "OVERSIZED": (
         "The record (key, value and headers) is larger than the configured maximum event size. "

@@ -14,6 +14,7 @@ limit is walked bracket by bracket.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -24,6 +25,15 @@ MAX_NUMBER_CHARS = 40
 # scan stays linear on hostile input (possessive quantifiers: no backtracking).
 _STRING = re.compile(rb'"(?:[^"\\]++|\\.?)*+"?', re.DOTALL)
 _LONG_NUMBER = re.compile(rb"[-+0-9.eE]{%d,}" % (MAX_NUMBER_CHARS + 1))
+# Python's parsers accept NaN and Infinity; JSON and PostgreSQL's jsonb do not.
+_NON_FINITE = re.compile(rb"NaN|Infinity")
+# A UTF-16 surrogate escaped alone (not as a high-low pair): valid JSON text, but no character,
+# so PostgreSQL's jsonb and any UTF-8 encoder refuse it. (Text that spells a backslash and then
+# such an escape, `\\ud800`, is refused too: no identifier or name of the contract holds one.)
+_LONE_SURROGATE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
@@ -35,6 +45,10 @@ def check(raw: bytes) -> None:
     bare = _STRING.sub(b'""', raw)
     if _LONG_NUMBER.search(bare):
         raise JsonLimitError(f"a number is longer than {MAX_NUMBER_CHARS} characters")
+    if _NON_FINITE.search(bare):
+        raise JsonLimitError("NaN and Infinity are not JSON numbers")
+    if b"\\u" in raw and _LONE_SURROGATE.search(raw):
+        raise JsonLimitError("a string holds a lone UTF-16 surrogate escape")
     if bare.count(b"[") + bare.count(b"{") <= MAX_DEPTH:
         return
     depth = 0
@@ -52,4 +66,11 @@ def loads(raw: bytes) -> Any:
     ``json.JSONDecodeError`` (all ``ValueError``), nothing else."""
     check(raw)
     # Decode explicitly: json.loads(bytes) would also accept UTF-16/32 (RFC 8259: UTF-8 only).
-    return json.loads(raw.decode("utf-8"))
+    return json.loads(raw.decode("utf-8"), parse_float=_finite)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e400: a float would become Infinity when written out again
+        raise JsonLimitError(f"the number {text[:20]} is out of range")
+    return value

@@ -234,6 +234,11 @@ def refusal(
     if dead.value is None:
         # On a compacted topic (the enrolment stream) a tombstone deletes the employer's record.
         return "it has no value (a tombstone); replaying it could delete a compacted record"
+    if dead.error_code == "ID_CONFLICT":
+        return (
+            "its ce_id belongs to another event already decided (ID_CONFLICT): its producer "
+            "must send it again under a new ce_id"
+        )
     if dead.truncated:
         return (
             f"parts of it were not kept ({dead.header(TRUNCATED) or 'value'}; OVERSIZED): "

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import asyncpg
 
 from ptsp_gate.services.intake import Invalid
+
+
+async def stored_digests(
+    conn: asyncpg.Connection, topic: str, keys: Iterable[str]
+) -> dict[str, bytes | None]:
+    """The keys already handled, with the digest of the content each was accepted with (None
+    for one recorded before digests were kept)."""
+    rows = await conn.fetch(
+        "SELECT event_key, content_digest FROM processed_event"
+        " WHERE topic = $1 AND event_key = ANY($2::text[])",
+        topic,
+        list(keys),
+    )
+    return {r["event_key"]: r["content_digest"] for r in rows}
 
 
 async def claim(

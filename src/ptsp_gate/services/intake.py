@@ -22,6 +22,14 @@ M = TypeVar("M", bound=BaseModel)
 
 # The head of an oversized record kept in the DLQ: enough to identify it, small enough to publish.
 OVERSIZED_KEEP_BYTES = 64 * 1024
+# What a header costs in a record beyond its name's and value's bytes (two length varints, up to
+# five bytes each): a million empty headers are megabytes on the wire, not nothing.
+HEADER_OVERHEAD_BYTES = 10
+
+
+def _header_size(header: tuple[str, bytes | None]) -> int:
+    name, value = header
+    return len(name.encode("utf-8", "replace")) + len(value or b"") + HEADER_OVERHEAD_BYTES
 
 
 class RawRecord(Protocol):
@@ -98,18 +106,24 @@ class Invalid:
         return None
 
 
-def id_conflict(item: Valid[Any]) -> Invalid:
-    """A valid event whose ce_id an event with other content already used. Recorded under the
+def id_conflict(item: Valid[Any] | Invalid) -> Invalid:
+    """An event under a ce_id that an event with other content already used. Recorded under the
     digest of its bytes (no event id), so it is not taken for a duplicate of that event."""
+    if isinstance(item, Valid):
+        event_id = item.event.id
+        data = event_data(item.event, item.record.value)
+        ce_type: str | None = item.event.type
+    else:
+        event_id, data, ce_type = item.event_id or "", item.data, item.event_type
     return Invalid(
         item.record,
         "ID_CONFLICT",
-        f"ce_id {item.event.id[:100]!r} was already used by an event with other content; "
+        f"ce_id {event_id[:100]!r} was already used by an event with other content; "
         "send this one under a new ce_id",
         [{"field": "ce_id", "error": "already used by an event with other content"}],
         None,
-        event_data(item.event, item.record.value),
-        item.event.type,
+        data,
+        ce_type,
     )
 
 
@@ -148,11 +162,7 @@ def _read(
     max_bytes: int,
 ) -> Valid[M] | Invalid:
     value = record.value
-    size = (
-        len(value or b"")
-        + len(record.key or b"")
-        + sum(len(k) + len(v or b"") for k, v in record.headers)
-    )
+    size = len(value or b"") + len(record.key or b"") + sum(map(_header_size, record.headers))
     if size > max_bytes:
         return Invalid(
             record, "OVERSIZED", f"record is {size} bytes; the limit is {max_bytes}", [], None, None
@@ -240,7 +250,7 @@ def dlq_headers(invalid: Invalid, now: datetime | None = None) -> Headers:
     cut: list[str] = []
     budget = OVERSIZED_KEEP_BYTES if invalid.code == "OVERSIZED" else None
     for k, v in invalid.record.headers:
-        size = len(k.encode("utf-8", "replace")) + len(v or b"")
+        size = _header_size((k, v))
         if len(k.encode("utf-8", "replace")) > 0xFFFF or (budget is not None and size > budget):
             cut.append("header:" + k[:64])
             continue

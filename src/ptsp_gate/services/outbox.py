@@ -44,7 +44,6 @@ PERMANENT_REFUSALS: tuple[type[BaseException], ...] = (
     kafka_errors.RecordListTooLargeError,
     kafka_errors.InvalidTopicError,
     kafka_errors.TopicAuthorizationFailedError,
-    kafka_errors.CorruptRecordException,
     kafka_errors.UnsupportedForMessageFormatError,
 )
 
@@ -179,16 +178,17 @@ class OutboxRelay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), 1.0)
             await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
-            if self._producer is None:
-                producer = self._producer_factory()
-                await producer.start()
-                self._producer = producer
-            await self._publish_loop(conn, self._producer)
+            await self._publish_loop(conn)
         finally:
             with contextlib.suppress(*TRANSIENT_DB_ERRORS, asyncpg.PostgresError):
                 await conn.close(timeout=2)
 
-    async def _publish_loop(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> None:
+    async def _started_producer(self) -> AIOKafkaProducer:
+        producer = self._producer_factory()
+        await producer.start()
+        return producer
+
+    async def _publish_loop(self, conn: asyncpg.Connection) -> None:
         while True:
             self._wake.clear()
             # Read before fetching: stopping ends the loop only after a fetch that began after the
@@ -199,7 +199,9 @@ class OutboxRelay:
                 self._batch_size,
             )
             if rows:
-                await self._publish(conn, producer, rows)
+                if self._producer is None:
+                    self._producer = await self._started_producer()
+                await self._publish(conn, self._producer, rows)
                 continue
             if stopping:
                 return
@@ -211,25 +213,39 @@ class OutboxRelay:
     ) -> None:
         sent: list[tuple[asyncpg.Record, asyncio.Future[Any]]] = []
         refused: dict[int, str] = {}
+        failure: BaseException | None = None
+        held: set[str] = set()  # topics whose rows wait for the next round
         for r in rows:
+            if r["topic"] in held:
+                continue
             try:
                 future = await producer.send(
                     r["topic"], value=r["value"], key=r["key"], headers=unpack_headers(r["headers"])
                 )
-            except PERMANENT_REFUSALS as exc:  # the producer's own size check refuses at once
+            except PERMANENT_REFUSALS as exc:  # the producer's own size check: this row alone
                 refused[r["id"]] = _reason(exc)
-                continue
-            sent.append((r, future))
+            except Exception as exc:  # a topic the client cannot reach: the others go on
+                failure = failure or exc
+                held.add(r["topic"])
+            else:
+                sent.append((r, future))
         results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
         published: list[asyncpg.Record] = []
-        failure: BaseException | None = None
+        suspects: list[asyncpg.Record] = []
         for (r, _), result in zip(sent, results, strict=True):
             if isinstance(result, PERMANENT_REFUSALS):
-                refused[r["id"]] = _reason(result)
+                suspects.append(r)
             elif isinstance(result, BaseException):
                 failure = failure or result
             else:
                 published.append(r)
+        if suspects:
+            # The broker refuses a whole record batch, which may hold innocent rows beside the
+            # one it is about: each is sent again alone, by a fresh producer (the refusal leaves
+            # this one's sequence numbers out of step), and only a row refused alone is parked.
+            await self._discard_producer()
+            alone_failure = await self._send_alone(suspects, published, refused)
+            failure = failure or alone_failure
         async with conn.transaction():
             await conn.execute(
                 "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in published]
@@ -246,6 +262,34 @@ class OutboxRelay:
         if failure is not None:
             # What was published is deleted; the rest is sent again by a fresh producer.
             raise failure
+
+    async def _send_alone(
+        self,
+        rows: list[asyncpg.Record],
+        published: list[asyncpg.Record],
+        refused: dict[int, str],
+    ) -> BaseException | None:
+        producer = await self._started_producer()
+        try:
+            for r in rows:
+                try:
+                    await (
+                        await producer.send(
+                            r["topic"],
+                            value=r["value"],
+                            key=r["key"],
+                            headers=unpack_headers(r["headers"]),
+                        )
+                    )
+                except PERMANENT_REFUSALS as exc:
+                    refused[r["id"]] = _reason(exc)
+                except Exception as exc:
+                    return exc
+                else:
+                    published.append(r)
+        finally:
+            await producer.stop()
+        return None
 
 
 def _reason(exc: BaseException) -> str:

@@ -31,6 +31,7 @@ from ptsp_gate.services.errors import TransientFailure
 from ptsp_gate.services.intake import RawRecord
 from ptsp_gate.services.offset_commits import OffsetCommitter
 from ptsp_gate.services.outbox import OutboxRelay
+from ptsp_gate.services.progress import PartitionProgress
 
 log = get_logger(__name__)
 
@@ -112,11 +113,7 @@ class Service:
             max_backoff_s=settings.retry_max_delay_s,
         )
         self._handler: RecordHandler | None = None
-        self._failing: tuple[tuple[int, int], ...] = ()  # where the failing batch starts
-        self._failures = 0  # consecutive failures of the batch starting there
-        self._progress_at = 0.0  # loop time of the last batch handled (or of the start)
-        self._rewound = False  # the last batch failed and will be read again
-        self._lag_total = 0  # records waiting, over this consumer's partitions (sampled)
+        self._progress = PartitionProgress(now=0.0)  # replaced when the service starts
         self._readiness: asyncio.Future[dict[str, str]] | None = None
         self._readiness_at = 0.0
         self.failed = False  # the consumer died under a running server; the process must go
@@ -164,13 +161,10 @@ class Service:
                 retry_in_s=delay,
                 exc_info=not _is_expected(exc),
             )
-            self._rewound = True
             await msg.nack()
             await asyncio.sleep(delay)
             return
-        self._failing, self._failures = (), 0
-        self._rewound = False
-        self._progress_at = asyncio.get_running_loop().time()
+        self._progress.handled(_batch_start(records), asyncio.get_running_loop().time())
         self._backoff.reset()
         self._commits.handled(records)
         if self._stopping:  # the drain's last batch: its commit must land before the consumer goes
@@ -182,15 +176,14 @@ class Service:
             await self._handler.handle_batch(records)
             return
         except Exception as exc:
-            if _is_expected(exc):
-                # A lost connection, a serialization failure, a timeout: the infrastructure's,
-                # whatever the records. Retried until it passes, never dead-lettered.
-                self._failing, self._failures = (), 0
-                raise
             start = _batch_start(records)
-            self._failures = self._failures + 1 if start == self._failing else 1
-            self._failing = start
-            if self._failures < ISOLATE_AFTER_FAILURES or not await self._infrastructure_healthy():
+            if _is_expected(exc):
+                # A lost connection, a timeout, a lock: the infrastructure's, whatever the
+                # records. Retried until it passes, never dead-lettered.
+                self._progress.rewound(start)
+                raise
+            failures = self._progress.failed(start)
+            if failures < ISOLATE_AFTER_FAILURES or not await self._infrastructure_healthy():
                 raise
         log.error(
             "batch keeps failing while PostgreSQL and Kafka answer; handling its records alone",
@@ -256,7 +249,7 @@ class Service:
             self.pool = None
 
     async def run_background(self) -> None:
-        self._progress_at = asyncio.get_running_loop().time()
+        self._progress = PartitionProgress(now=asyncio.get_running_loop().time())
         self.relay.start()
         self._lag_task = asyncio.create_task(self._sample(), name="gauge-sampler")
         if self.spec.background is not None and self.pool is not None:
@@ -312,7 +305,10 @@ class Service:
                     position = await consumer.position(tp)
                     lags[tp.topic, tp.partition] = max(high - position, 0)
                 self.metrics.set_lag(self.spec.group, lags)
-                self._lag_total = sum(lags.values())
+                self._progress.sampled(
+                    {partition: lag for (_, partition), lag in lags.items()},
+                    asyncio.get_running_loop().time(),
+                )
             except Exception as exc:  # lag is advisory; never let sampling hurt the service
                 log.debug("lag sampling failed", error=str(exc))
             self.metrics.consumer_stalled.labels(self.spec.name).set(self.stalled_seconds())
@@ -368,12 +364,9 @@ class Service:
         return problems
 
     def stalled_seconds(self) -> float:
-        """How long the consumer has made no progress while it has work: records waiting (lag)
-        or a batch rewound for retry. 0 while it keeps up or has nothing to do."""
-        waiting = self._rewound or self._lag_total > 0
-        if not waiting:
-            return 0.0
-        return max(asyncio.get_running_loop().time() - self._progress_at, 0.0)
+        """How long the consumer has made no progress on a partition that has work: records
+        waiting (lag) or a batch rewound for retry. 0 while it keeps up or has nothing to do."""
+        return self._progress.stalled(asyncio.get_running_loop().time())
 
     def asgi_app(self) -> AsgiFastStream:
         return _ExitWhenBrokerDies(self._faststream_app(), self)  # type: ignore[return-value]
@@ -412,12 +405,12 @@ def _json_response(body: dict[str, Any], status: int) -> AsgiResponse:
     )
 
 
-def _batch_start(records: Sequence[RawRecord]) -> tuple[tuple[int, int], ...]:
+def _batch_start(records: Sequence[RawRecord]) -> dict[int, int]:
     """Where a batch starts, per partition: a rewound batch starts there again."""
     first: dict[int, int] = {}
     for record in records:
         first.setdefault(record.partition, record.offset)
-    return tuple(sorted(first.items()))
+    return first
 
 
 def _is_expected(exc: BaseException) -> bool:

@@ -36,6 +36,7 @@ from ptsp_gate.services import (
     intake,
     outbox,
 )
+from ptsp_gate.services.dead_letters import REPLAYED_FROM
 from ptsp_gate.services.errors import TransientFailure
 from ptsp_gate.services.intake import Invalid, RawRecord, Valid
 from ptsp_gate.services.redecide import complete_regions
@@ -131,53 +132,47 @@ class PermitChecker:
         return item
 
     async def _commit(self, items: Sequence[Valid[PermitApplication] | Invalid]) -> list[Decided]:
-        # The first occurrence of an event id in the batch wins; a later one is a duplicate, or a
-        # conflict when its content differs.
-        unique: dict[str, Valid[PermitApplication] | Invalid] = {}
-        absorbed = 0
-        for item in items:
-            held = unique.setdefault(item.event_key, item)
-            if held is item:
-                continue
-            if (
-                isinstance(item, Valid)
-                and isinstance(held, Valid)
-                and item.content_digest != held.content_digest
-            ):
-                conflict = intake.id_conflict(item)
-                unique.setdefault(conflict.event_key, conflict)
-            else:
-                absorbed += 1
-        if not unique:
+        """Store and decide what is new, in one transaction. An event under a ce_id handled
+        before (or earlier in the batch) is a redelivery when its content is the same, absorbed;
+        otherwise an ID_CONFLICT, dead-lettered and answered."""
+        if not items:
             return []
         topic = items[0].record.topic
-        accepted = {k: i.content_digest for k, i in unique.items() if isinstance(i, Valid)}
+        ids = {i.event.id if isinstance(i, Valid) else i.event_id for i in items}
+        decided: list[Decided] = []
         async with self._pool.acquire() as conn, conn.transaction():
+            known = await idempotency.stored_digests(conn, topic, {i for i in ids if i})
+            accepted, dead, order, absorbed = _sort_by_id(items, known)
+            digests = {key: item.content_digest for key, item in accepted.items()}
             fresh, conflicting = (
-                await idempotency.claim(conn, topic, accepted) if accepted else (set(), set())
+                await idempotency.claim(conn, topic, digests) if accepted else (set(), set())
             )
-            absorbed += len(accepted) - len(fresh) - len(conflicting)
-            dead: dict[str, Invalid] = {}
-            for key, item in unique.items():
-                if isinstance(item, Invalid):
-                    dead[key] = item
-                elif key in conflicting:
-                    dead[key] = intake.id_conflict(item)
+            for key in set(accepted) - fresh:  # claimed meanwhile by another partition's batch
+                item = accepted.pop(key)
+                if key in conflicting:
+                    bad = intake.id_conflict(item)
+                    dead[bad.content_key] = bad
+                    order[order.index((True, key))] = (False, bad.content_key)
+                else:
+                    absorbed += 1
             # Not by ce_id: a dead letter must stay replayable once its cause is fixed.
-            fresh |= await idempotency.claim_dead_letters(conn, topic, dead)
-            todo = [dead.get(key, item) for key, item in unique.items() if key in fresh]
-            if not todo:
-                self._metrics.duplicates.labels(topic).inc(absorbed)
-                return []
-            valid = [i for i in todo if isinstance(i, Valid)]
-            enrolments = await enrolment_store.fetch_many(
-                conn, (i.payload.employer.nib for i in valid), lock=True
-            )
-            complete = await complete_regions(conn, {i.payload.region_code for i in valid})
-            now = self._clock()
-            decided = [self._decide(item, enrolments, complete, now) for item in todo]
-            await self._store(conn, valid, decided)
-        self._metrics.duplicates.labels(topic).inc(absorbed)
+            claimed = await idempotency.claim_dead_letters(conn, topic, dead)
+            todo = [
+                accepted[key] if is_accepted else dead[key]
+                for is_accepted, key in order
+                if (key in accepted if is_accepted else key in claimed)
+            ]
+            if todo:
+                valid = [i for i in todo if isinstance(i, Valid)]
+                enrolments = await enrolment_store.fetch_many(
+                    conn, (i.payload.employer.nib for i in valid), lock=True
+                )
+                complete = await complete_regions(conn, {i.payload.region_code for i in valid})
+                now = self._clock()
+                decided = [self._decide(item, enrolments, complete, now) for item in todo]
+                await self._store(conn, valid, decided)
+        if absorbed:
+            self._metrics.duplicates.labels(topic).inc(absorbed)
         return decided
 
     def _decide(
@@ -342,6 +337,48 @@ class PermitChecker:
             m.decisions.labels(outcome, action).inc(n)
         for code, n in blocks.items():
             m.block_reasons.labels(code).inc(n)
+
+
+Order = list[tuple[bool, str]]  # (accepted?, key) in batch order: ce_id, or a dead letter's digest
+
+
+def _sort_by_id(
+    items: Sequence[Valid[PermitApplication] | Invalid], known: dict[str, bytes | None]
+) -> tuple[dict[str, Valid[PermitApplication]], dict[str, Invalid], Order, int]:
+    """Which items are new events, which are dead letters (ID conflicts among them), and how
+    many are redeliveries; `known` maps the ce_ids handled before to their content digests
+    (None: recorded before digests were kept) and is extended with the batch's own."""
+    accepted: dict[str, Valid[PermitApplication]] = {}
+    dead: dict[str, Invalid] = {}  # by content key
+    order: Order = []
+    absorbed = 0
+    for item in items:
+        if isinstance(item, Valid):
+            key = item.event.id
+            if key not in known:
+                known[key] = item.content_digest
+                accepted[key] = item
+                order.append((True, key))
+                continue
+            if known[key] in (None, item.content_digest):
+                absorbed += 1
+                continue
+            bad = intake.id_conflict(item)
+        elif item.event_id is not None and item.event_id in known:
+            if _replayed(item.record):
+                absorbed += 1  # replayed from the DLQ after a resend was accepted
+                continue
+            bad = intake.id_conflict(item)
+        else:
+            bad = item
+        if bad.content_key not in dead:
+            dead[bad.content_key] = bad
+            order.append((False, bad.content_key))
+    return accepted, dead, order, absorbed
+
+
+def _replayed(record: RawRecord) -> bool:
+    return any(name == REPLAYED_FROM for name, _ in record.headers)
 
 
 def _action_of(item: Invalid) -> Action | None:
