@@ -339,12 +339,13 @@ async def test_dead_letters_leave_the_event_id_free_but_still_dedupe(
             return n == 1
 
         await eventually(decided)
-        # A broken copy of an accepted event is a duplicate of it: dropped, not dead-lettered.
+        # A broken copy of an accepted event is another event under its id: an ID conflict,
+        # dead-lettered (not dropped without a trace); it has no application_id to answer.
         await send(producer, settings.topic_applications, [(key, headers, b"[]")])
         await send(producer, settings.topic_applications, [demo.application_record(application)])
         out = await read_topic(bootstrap, settings.topic_decisions, 2, settle=2)
-        dead = await read_topic(bootstrap, settings.dlq_topic(settings.topic_applications), 1)
-    assert len(dead) == 1
+        dead = await read_topic(bootstrap, settings.dlq_topic(settings.topic_applications), 2)
+    assert [header(r, "ptsp-gate-error-code") for r in dead] == ["MALFORMED_JSON", "ID_CONFLICT"]
     assert sorted(d["outcome"] for d in decisions(out)) == ["CLEARED", "CLEARED"]
 
 

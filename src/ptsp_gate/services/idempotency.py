@@ -71,8 +71,9 @@ async def claim_dead_letters(
     taken, the same event replayed from the DLQ once the cause is fixed (`ptsp-gate dlq replay`)
     would be dropped as a duplicate instead of decided. The same bytes redelivered still dedupe;
     a replay carries a `ptsp-gate-replayed-from` header, so one that fails again is dead-lettered
-    again rather than vanishing. A record whose ce_id was already accepted is a duplicate of that
-    event and is dropped, as any duplicate is.
+    again rather than vanishing. The caller turns a record under a ce_id already accepted into an
+    ID_CONFLICT first (no event id, so it is kept here); the clause below only covers an event
+    accepted by a concurrent transaction meanwhile.
     """
     if not items:
         return set()
