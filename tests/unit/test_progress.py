@@ -54,3 +54,14 @@ def test_a_partition_taken_away_is_forgotten() -> None:
     p.sampled({1: 0}, now=5)
     assert p.stalled(now=100) == 0
     assert p.failed({0: 7}) == 1
+
+
+def test_a_batch_in_hand_is_work_although_it_is_no_longer_lag() -> None:
+    # A handler hanging on a lock: its records were fetched, so the lag reads 0.
+    p = PartitionProgress(now=0)
+    p.sampled({0: 0}, now=1)
+    p.begin({0: 7})
+    p.sampled({0: 0}, now=30)
+    assert p.stalled(now=31) == 30
+    p.handled({0: 7}, now=40)
+    assert p.stalled(now=41) == 0

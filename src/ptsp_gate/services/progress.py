@@ -18,11 +18,18 @@ class PartitionProgress:
         self._moved: dict[int, float] = {}
         self._lags: dict[int, int] = {}
         self._rewound: set[int] = set()  # failed last time; records wait for the retry
+        self._busy: set[int] = set()  # a batch in hand: fetched (no lag left), not yet handled
         self._failures: dict[int, tuple[int, int]] = {}  # partition -> (first offset, count)
 
+    def begin(self, starts: Mapping[int, int]) -> None:
+        """A batch with these partitions (first offset of each) is being handled: its records
+        no longer show as lag, but they are work."""
+        self._busy.update(starts)
+
     def handled(self, starts: Mapping[int, int], now: float) -> None:
-        """A batch with these partitions (first offset of each) is done."""
+        """A batch with these partitions is done."""
         for partition in starts:
+            self._busy.discard(partition)
             self._moved[partition] = now
             self._rewound.discard(partition)
             self._failures.pop(partition, None)
@@ -32,6 +39,7 @@ class PartitionProgress:
         partitions has now failed from the same offset."""
         worst = 0
         for partition, offset in starts.items():
+            self._busy.discard(partition)
             held = self._failures.get(partition)
             count = held[1] + 1 if held is not None and held[0] == offset else 1
             self._failures[partition] = (offset, count)
@@ -42,6 +50,7 @@ class PartitionProgress:
     def rewound(self, starts: Mapping[int, int]) -> None:
         """A batch failed for a transient reason: rewound, but not counted against a record."""
         for partition in starts:
+            self._busy.discard(partition)
             self._failures.pop(partition, None)
             self._rewound.add(partition)
 
@@ -54,11 +63,11 @@ class PartitionProgress:
                 self._failures.pop(partition, None)
                 self._rewound.discard(partition)
         for partition, lag in lags.items():
-            if lag == 0 and partition not in self._rewound:
+            if lag == 0 and partition not in self._rewound and partition not in self._busy:
                 self._moved[partition] = now
 
     def stalled(self, now: float) -> float:
-        """Seconds since the longest-waiting partition with work (lag, or a batch to retry)
-        last moved; 0 when every partition keeps up or has nothing to do."""
-        waiting = {p for p, lag in self._lags.items() if lag > 0} | self._rewound
+        """Seconds since the longest-waiting partition with work (lag, a batch in hand, or one
+        to retry) last moved; 0 when every partition keeps up or has nothing to do."""
+        waiting = {p for p, lag in self._lags.items() if lag > 0} | self._rewound | self._busy
         return max((now - self._moved.get(p, self._since) for p in waiting), default=0.0)

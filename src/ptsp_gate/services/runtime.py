@@ -172,6 +172,7 @@ class Service:
 
     async def _handle(self, records: Sequence[RawRecord]) -> None:
         assert self._handler is not None
+        self._progress.begin(_batch_start(records))
         try:
             await self._handler.handle_batch(records)
             return
@@ -365,7 +366,8 @@ class Service:
 
     def stalled_seconds(self) -> float:
         """How long the consumer has made no progress on a partition that has work: records
-        waiting (lag) or a batch rewound for retry. 0 while it keeps up or has nothing to do."""
+        waiting (lag), a batch in hand, or one rewound for retry. 0 while it keeps up or has
+        nothing to do."""
         return self._progress.stalled(asyncio.get_running_loop().time())
 
     def asgi_app(self) -> AsgiFastStream:
