@@ -16,6 +16,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ptsp_gate.schemas import topics
+
 # Kafka's legal topic characters; a name with others could not even be written as a `dlq replay`
 # address.
 _TOPIC_CHARS = r"^[A-Za-z0-9._-]{1,249}$"
@@ -111,12 +113,12 @@ class Settings(BaseSettings):
     kafka_ssl_key_password: SecretStr | None = None
     kafka_ssl_key_password_file: Path | None = None
 
-    topic_applications: str = Field(default="ptsp.permit-applications.v1", pattern=_TOPIC_CHARS)
-    topic_enrolment: str = Field(default="bpjstk.employer-enrolment.v1", pattern=_TOPIC_CHARS)
-    topic_decisions: str = Field(default="compliance.permit-decisions.v1", pattern=_TOPIC_CHARS)
+    topic_applications: str = Field(default=topics.TOPIC_APPLICATIONS, pattern=_TOPIC_CHARS)
+    topic_enrolment: str = Field(default=topics.TOPIC_ENROLMENT, pattern=_TOPIC_CHARS)
+    topic_decisions: str = Field(default=topics.TOPIC_DECISIONS, pattern=_TOPIC_CHARS)
     # Non-empty: an empty suffix would make a dead-letter topic the input topic itself, and a bad
     # record would be read back for ever.
-    dlq_suffix: str = Field(default=".dlq", pattern=_TOPIC_CHARS)
+    dlq_suffix: str = Field(default=topics.DLQ_SUFFIX, pattern=_TOPIC_CHARS)
 
     group_permit_checker: str = "ptsp-gate-permit-checker"
     group_enrolment_sync: str = "ptsp-gate-enrolment-sync"

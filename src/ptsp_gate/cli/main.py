@@ -169,7 +169,8 @@ _DLQ_EXITS = """exit codes:
 
 
 def _add_dlq(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from ptsp_gate.services.dead_letters import ERROR_CODES, AddressRange, offset_range
+    from ptsp_gate.schemas.dead_letter import ERROR_CODES
+    from ptsp_gate.services.dead_letters import AddressRange, offset_range
 
     def address(value: str) -> AddressRange:
         try:

@@ -26,8 +26,10 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, TypeAdapter
 
-from ptsp_gate.schemas import json_limits
+from ptsp_gate.schemas import dead_letter
 from ptsp_gate.schemas.cloudevents import JSON_CONTENT_TYPE, SPECVERSION, STRUCTURED_CONTENT_TYPE
+from ptsp_gate.schemas.dead_letter import ERROR_CODE_MEANINGS as DLQ_ERROR_CODES
+from ptsp_gate.schemas.dead_letter import OVERSIZED_KEEP_BYTES
 from ptsp_gate.schemas.events import (
     CE_TYPE_APPLICATION,
     CE_TYPE_DECISION,
@@ -38,6 +40,12 @@ from ptsp_gate.schemas.events import (
     PermitApplication,
 )
 from ptsp_gate.schemas.identifiers import Nib
+from ptsp_gate.schemas.topics import (
+    DLQ_SUFFIX,
+    TOPIC_APPLICATIONS,
+    TOPIC_DECISIONS,
+    TOPIC_ENROLMENT,
+)
 
 JsonObject = dict[str, Any]
 SchemaMode = Literal["validation", "serialization"]
@@ -47,97 +55,44 @@ ASYNCAPI_VERSION: Final = "3.0.0"
 KAFKA_BINDING_VERSION: Final = "0.5.0"
 CONTRACT_VERSION: Final = "1.0.0"
 
-# Default topic names of the v1 contract (each is configurable at deployment).
-TOPIC_APPLICATIONS: Final = "ptsp.permit-applications.v1"
-TOPIC_ENROLMENT: Final = "bpjstk.employer-enrolment.v1"
-TOPIC_DECISIONS: Final = "compliance.permit-decisions.v1"
-DLQ_SUFFIX: Final = ".dlq"
-
-# The head of an oversized record's value kept in its dead letter.
-OVERSIZED_KEEP_BYTES: Final = 64 * 1024
 
 DEFAULT_OUTPUT_DIR: Final = Path("schemas")
 REGENERATE_COMMAND: Final = "python -m ptsp_gate.schemas.export schemas"
 
-# Stable codes of the `ptsp-gate-error-code` dead-letter header (also the `error` label of
-# `ptsp_gate_dlq_messages_total`).
-DLQ_ERROR_CODES: Final[dict[str, str]] = {
-    "MALFORMED_ENVELOPE": (
-        "Not a usable CloudEvent: a required attribute (ce_specversion, ce_id, ce_source, "
-        "ce_type) is missing, empty, too long or not UTF-8; the specversion is not 1.0; the "
-        "content-type is neither application/json nor application/cloudevents+json; ce_time is "
-        "not an RFC 3339 timestamp with an offset; the record is a tombstone (no value); or a "
-        "structured-mode event is not a JSON object or carries data_base64 instead of data."
-    ),
-    "MALFORMED_JSON": "The record value (or structured-mode envelope) is not UTF-8 JSON.",
-    "UNKNOWN_TYPE": "ce_type is not one of the event types accepted on the topic.",
-    "SCHEMA_VIOLATION": (
-        "The data does not validate against the payload schema of its event type (missing or "
-        "mistyped fields, unknown enum values, identifiers failing their checks: NIB, NPWP/NIK, "
-        "KBLI, region code), or contains a NUL character (\\u0000), or its JSON nests deeper "
-        f"than {json_limits.MAX_DEPTH} levels, has a number longer than "
-        f"{json_limits.MAX_NUMBER_CHARS} characters or out of range (1e400), NaN or Infinity, "
-        "or a lone UTF-16 surrogate escape (\\ud800 without its pair)."
-    ),
-    "OVERSIZED": (
-        "The record (key, value and headers) is larger than the configured maximum event size. "
-        f"Only the first {OVERSIZED_KEEP_BYTES} bytes of the value and of the key, and the "
-        f"headers that fit in {OVERSIZED_KEEP_BYTES} bytes, are kept in the dead letter; the "
-        "ptsp-gate-original-size header gives the original value's size and "
-        "ptsp-gate-truncated names what was cut."
-    ),
-    "TYPE_ACTION_MISMATCH": (
-        "The data's `action` disagrees with ce_type (NEW requires "
-        f"{CE_TYPE_APPLICATION}, RENEWAL requires {CE_TYPE_RENEWAL})."
-    ),
-    "PROCESSING_FAILED": (
-        "The record could not be handled, even alone, outside its batch, while PostgreSQL and "
-        "Kafka answered (the database refused it, or deciding it failed). It is dead-lettered "
-        "rather than retried for ever; transient database or broker outages never lead here "
-        "(they are retried). No decision answers it: the event may be valid, and replaying the "
-        "dead letter once the cause is fixed decides it."
-    ),
-    "ID_CONFLICT": (
-        "A valid event under a ce_id that an event with other content already used (the data "
-        "differs byte for byte). A REJECTED decision answers it when its application_id can be "
-        "read; a byte-identical redelivery is absorbed instead. Resend it under a new ce_id."
-    ),
-}
-
 DLQ_HEADERS: Final[dict[str, JsonObject]] = {
-    "ptsp-gate-error-code": {
+    dead_letter.ERROR_CODE: {
         "type": "string",
         "enum": list(DLQ_ERROR_CODES),
         "description": "Why the record was dead-lettered; one of these stable codes:\n\n"
         + "\n".join(f"- `{code}`: {text}" for code, text in DLQ_ERROR_CODES.items()),
     },
-    "ptsp-gate-error-message": {
+    dead_letter.ERROR_MESSAGE: {
         "type": "string",
         "description": (
             "Human-readable detail of the failure for operators, possibly truncated. Not a "
             "stable interface: match on ptsp-gate-error-code instead."
         ),
     },
-    "ptsp-gate-source-topic": {
+    dead_letter.SOURCE_TOPIC: {
         "type": "string",
         "description": "Topic the original record was consumed from.",
     },
-    "ptsp-gate-source-partition": {
+    dead_letter.SOURCE_PARTITION: {
         "type": "string",
         "pattern": "^[0-9]+$",
         "description": "Partition of the original record, as a decimal integer in UTF-8 text.",
     },
-    "ptsp-gate-source-offset": {
+    dead_letter.SOURCE_OFFSET: {
         "type": "string",
         "pattern": "^[0-9]+$",
         "description": "Offset of the original record, as a decimal integer in UTF-8 text.",
     },
-    "ptsp-gate-failed-at": {
+    dead_letter.FAILED_AT: {
         "type": "string",
         "format": "date-time",
         "description": "When ptsp-gate rejected the record: RFC 3339 timestamp with offset.",
     },
-    "ptsp-gate-original-size": {
+    dead_letter.ORIGINAL_SIZE: {
         "type": "string",
         "pattern": "^[0-9]+$",
         "description": (
@@ -145,25 +100,18 @@ DLQ_HEADERS: Final[dict[str, JsonObject]] = {
             "in UTF-8 text."
         ),
     },
-    "ptsp-gate-truncated": {
+    dead_letter.TRUNCATED: {
         "type": "string",
         "description": (
             "Only with OVERSIZED, when something was cut to keep the dead letter publishable: "
             f"comma-separated, `value` (only its first {OVERSIZED_KEEP_BYTES} bytes are kept), "
             "`key` (likewise) and `header:NAME` for each original header left out (headers are "
-            f"kept whole, in order, within {OVERSIZED_KEEP_BYTES} bytes). At most 1000 bytes; a "
-            "list cut short ends in `...`."
+            f"kept whole, in order, within {OVERSIZED_KEEP_BYTES} bytes). At most "
+            f"{dead_letter.TRUNCATED_MAX_BYTES} bytes; a list cut short ends in `...`."
         ),
     },
 }
-DLQ_REQUIRED_HEADERS: Final = (
-    "ptsp-gate-error-code",
-    "ptsp-gate-error-message",
-    "ptsp-gate-source-topic",
-    "ptsp-gate-source-partition",
-    "ptsp-gate-source-offset",
-    "ptsp-gate-failed-at",
-)
+DLQ_REQUIRED_HEADERS: Final = dead_letter.REQUIRED_HEADERS
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,36 +16,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ptsp_gate.schemas.cloudevents import EnvelopeError, Headers, decode, pack_headers
-from ptsp_gate.schemas.export import DLQ_ERROR_CODES
-
-# The codes `intake` and the services write into `ptsp-gate-error-code` (the contract's list).
-ERROR_CODES = tuple(DLQ_ERROR_CODES)
-
-ERROR_CODE = "ptsp-gate-error-code"
-ERROR_MESSAGE = "ptsp-gate-error-message"
-SOURCE_TOPIC = "ptsp-gate-source-topic"
-SOURCE_PARTITION = "ptsp-gate-source-partition"
-SOURCE_OFFSET = "ptsp-gate-source-offset"
-FAILED_AT = "ptsp-gate-failed-at"
-ORIGINAL_SIZE = "ptsp-gate-original-size"
-REPLAYED_FROM = "ptsp-gate-replayed-from"
-TRUNCATED = "ptsp-gate-truncated"
-
-# Everything dead-lettering adds to the original headers; a replay takes them off again (and an
-# earlier replay's marker, which the new one replaces).
-ADDED_HEADERS = frozenset(
-    {
-        ERROR_CODE,
-        ERROR_MESSAGE,
-        SOURCE_TOPIC,
-        SOURCE_PARTITION,
-        SOURCE_OFFSET,
-        FAILED_AT,
-        ORIGINAL_SIZE,
-        REPLAYED_FROM,
-        TRUNCATED,
-    }
+from ptsp_gate.schemas.dead_letter import (
+    ADDED_HEADERS,
+    ERROR_CODE,
+    ERROR_CODES,
+    ERROR_MESSAGE,
+    FAILED_AT,
+    ORIGINAL_SIZE,
+    REPLAYED_FROM,
+    SOURCE_OFFSET,
+    SOURCE_PARTITION,
+    SOURCE_TOPIC,
+    TRUNCATED,
 )
+
+__all__ = ["ERROR_CODES", "REPLAYED_FROM"]
 
 # Kafka topic names are [a-zA-Z0-9._-], so '/' cannot be part of one.
 _ADDRESS = re.compile(r"([A-Za-z0-9._-]+)/([0-9]+)/([0-9]+)(?:-([0-9]+))?")

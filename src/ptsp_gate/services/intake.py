@@ -15,16 +15,12 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from ptsp_gate.schemas import dead_letter as dl
 from ptsp_gate.schemas import json_limits
 from ptsp_gate.schemas.cloudevents import CloudEvent, EnvelopeError, Headers, decode
+from ptsp_gate.schemas.dead_letter import HEADER_OVERHEAD_BYTES, OVERSIZED_KEEP_BYTES
 
 M = TypeVar("M", bound=BaseModel)
-
-# The head of an oversized record kept in the DLQ: enough to identify it, small enough to publish.
-OVERSIZED_KEEP_BYTES = 64 * 1024
-# What a header costs in a record beyond its name's and value's bytes (two length varints, up to
-# five bytes each): a million empty headers are megabytes on the wire, not nothing.
-HEADER_OVERHEAD_BYTES = 10
 
 
 def _header_size(header: tuple[str, bytes | None]) -> int:
@@ -237,12 +233,15 @@ def dlq_headers(invalid: Invalid, now: datetime | None = None) -> Headers:
     key; ``ptsp-gate-truncated`` names what was cut, so no dead letter is too large to publish."""
     failed_at = (now or datetime.now(UTC)).isoformat()
     extra: Headers = [
-        ("ptsp-gate-error-code", invalid.code.encode()),
-        ("ptsp-gate-error-message", invalid.message[:1000].encode("utf-8", "replace")),
-        ("ptsp-gate-source-topic", invalid.record.topic.encode()),
-        ("ptsp-gate-source-partition", str(invalid.record.partition).encode()),
-        ("ptsp-gate-source-offset", str(invalid.record.offset).encode()),
-        ("ptsp-gate-failed-at", failed_at.encode()),
+        (dl.ERROR_CODE, invalid.code.encode()),
+        (
+            dl.ERROR_MESSAGE,
+            invalid.message[: dl.ERROR_MESSAGE_MAX_CHARS].encode("utf-8", "replace"),
+        ),
+        (dl.SOURCE_TOPIC, invalid.record.topic.encode()),
+        (dl.SOURCE_PARTITION, str(invalid.record.partition).encode()),
+        (dl.SOURCE_OFFSET, str(invalid.record.offset).encode()),
+        (dl.FAILED_AT, failed_at.encode()),
     ]
     # The outbox frames a header name in 16 bits; a longer name (which no real producer sends)
     # would stop the dead letter from being stored at all, so that header alone is left out.
@@ -259,16 +258,16 @@ def dlq_headers(invalid: Invalid, now: datetime | None = None) -> Headers:
         kept.append((k, v or b""))
     if invalid.code == "OVERSIZED":
         value = invalid.record.value or b""
-        extra.append(("ptsp-gate-original-size", str(len(value)).encode()))
+        extra.append((dl.ORIGINAL_SIZE, str(len(value)).encode()))
         if len(value) > OVERSIZED_KEEP_BYTES:
             cut.insert(0, "value")
         if len(invalid.record.key or b"") > OVERSIZED_KEEP_BYTES:
             cut.insert(0, "key")
     if cut:
         named = ",".join(cut)
-        if len(named) > 1000:
-            named = named[:1000].rsplit(",", 1)[0] + ",..."
-        extra.append(("ptsp-gate-truncated", named.encode("utf-8", "replace")))
+        if len(named) > dl.TRUNCATED_MAX_BYTES:
+            named = named[: dl.TRUNCATED_MAX_BYTES].rsplit(",", 1)[0] + ",..."
+        extra.append((dl.TRUNCATED, named.encode("utf-8", "replace")))
     return [*kept, *extra]
 
 

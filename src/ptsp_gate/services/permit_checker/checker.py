@@ -20,6 +20,7 @@ from ptsp_gate.adapters.postgres import TRANSIENT_DB_ERRORS
 from ptsp_gate.observability.logging import get_logger
 from ptsp_gate.observability.metrics import Metrics
 from ptsp_gate.policy import PolicyBook, Verdict, decide, decision_id, rejected
+from ptsp_gate.schemas.dead_letter import REPLAYED_FROM
 from ptsp_gate.schemas.events import (
     ACTION_BY_CE_TYPE,
     Action,
@@ -36,7 +37,6 @@ from ptsp_gate.services import (
     intake,
     outbox,
 )
-from ptsp_gate.services.dead_letters import REPLAYED_FROM
 from ptsp_gate.services.errors import TransientFailure
 from ptsp_gate.services.intake import Invalid, RawRecord, Valid
 from ptsp_gate.services.redecide import complete_regions
