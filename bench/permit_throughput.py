@@ -1070,14 +1070,16 @@ def start_service(
     return Child(name, argv, env, logs / f"{name}.log")
 
 
+def start_role(name: str, role: str, options: list[str], env: dict[str, str], logs: Path) -> Child:
+    """This script again, in another role, as a child process logging to logs/NAME.log."""
+    argv = [sys.executable, str(Path(__file__).resolve()), "--role", role, *options]
+    return Child(name, argv, env, logs / f"{name}.log")
+
+
 def start_raw_pipe(
     args: argparse.Namespace, bootstrap: list[str], topics: Topics, logs: Path
 ) -> Child:
-    argv = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--role",
-        "raw-pipe",
+    options = [
         "--bootstrap",
         ",".join(bootstrap),
         "--in-topic",
@@ -1092,18 +1094,14 @@ def start_raw_pipe(
         str(logs / "raw-pipe.json"),
     ]
     if args.batch:
-        argv += ["--batch", str(args.batch)]
-    return Child("raw-pipe", argv, dict(os.environ), logs / "raw-pipe.log")
+        options += ["--batch", str(args.batch)]
+    return start_role("raw-pipe", "raw-pipe", options, dict(os.environ), logs)
 
 
 def start_probe_load(
     ports: Sequence[int], callers: int, interval: float, logs: Path, index: int
 ) -> Child:
-    argv = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--role",
-        "probe-load",
+    options = [
         "--probe-ports",
         ",".join(map(str, ports)),
         "--probe-callers",
@@ -1113,7 +1111,7 @@ def start_probe_load(
         "--result-file",
         str(logs / f"probe-load-{index}.json"),
     ]
-    return Child(f"probe-load-{index}", argv, dict(os.environ), logs / f"probe-load-{index}.log")
+    return start_role(f"probe-load-{index}", "probe-load", options, dict(os.environ), logs)
 
 
 @dataclass(frozen=True)

@@ -246,12 +246,15 @@ def dlq_headers(invalid: Invalid, now: datetime | None = None) -> Headers:
     # The outbox frames a header name in 16 bits; a longer name (which no real producer sends)
     # would stop the dead letter from being stored at all, so that header alone is left out.
     kept: Headers = []
-    cut: list[str] = []
+    cut: list[str] = []  # named up to the header's limit; the rest only shortens it to "..."
+    cut_chars = 0
     budget = OVERSIZED_KEEP_BYTES if invalid.code == "OVERSIZED" else None
     for k, v in invalid.record.headers:
         size = _header_size((k, v))
         if len(k.encode("utf-8", "replace")) > 0xFFFF or (budget is not None and size > budget):
-            cut.append("header:" + k[:64])
+            if cut_chars <= dl.TRUNCATED_MAX_BYTES:
+                cut.append("header:" + k[:64])
+                cut_chars += len(cut[-1]) + 1
             continue
         if budget is not None:
             budget -= size

@@ -219,9 +219,7 @@ class OutboxRelay:
             if r["topic"] in held:
                 continue
             try:
-                future = await producer.send(
-                    r["topic"], value=r["value"], key=r["key"], headers=unpack_headers(r["headers"])
-                )
+                future = await _send(producer, r)
             except PERMANENT_REFUSALS as exc:  # the producer's own size check: this row alone
                 refused[r["id"]] = _reason(exc)
             except Exception as exc:  # a topic the client cannot reach: the others go on
@@ -273,14 +271,7 @@ class OutboxRelay:
         try:
             for r in rows:
                 try:
-                    await (
-                        await producer.send(
-                            r["topic"],
-                            value=r["value"],
-                            key=r["key"],
-                            headers=unpack_headers(r["headers"]),
-                        )
-                    )
+                    await (await _send(producer, r))
                 except PERMANENT_REFUSALS as exc:
                     refused[r["id"]] = _reason(exc)
                 except Exception as exc:
@@ -290,6 +281,14 @@ class OutboxRelay:
         finally:
             await producer.stop()
         return None
+
+
+async def _send(producer: AIOKafkaProducer, row: asyncpg.Record) -> asyncio.Future[Any]:
+    """Hand one outbox row to the producer; the future resolves when the broker has it."""
+    future: asyncio.Future[Any] = await producer.send(
+        row["topic"], value=row["value"], key=row["key"], headers=unpack_headers(row["headers"])
+    )
+    return future
 
 
 def _reason(exc: BaseException) -> str:

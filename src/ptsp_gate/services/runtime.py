@@ -146,15 +146,16 @@ class Service:
         if not records:
             return
         self.metrics.records_received.labels(self.spec.topic).inc(len(records))
+        start = _batch_start(records)
         try:
-            await self._handle(records)
+            await self._handle(records, start)
         except Exception as exc:  # nothing may be skipped: rewind and retry
             delay = self._backoff.next()
             self.metrics.retries.labels(self.spec.name).inc()
             log.warning(
                 "batch not committed; will retry",
                 service=self.spec.name,
-                error=mask_text(f"{type(exc).__name__}: {exc}"[:500]),
+                error=_error_text(exc),
                 records=len(records),
                 first_offset=records[0].offset,
                 partition=records[0].partition,
@@ -164,20 +165,19 @@ class Service:
             await msg.nack()
             await asyncio.sleep(delay)
             return
-        self._progress.handled(_batch_start(records), asyncio.get_running_loop().time())
+        self._progress.handled(start, asyncio.get_running_loop().time())
         self._backoff.reset()
         self._commits.handled(records)
         if self._stopping:  # the drain's last batch: its commit must land before the consumer goes
             await self._commits.flush(self.settings.graceful_timeout_s)
 
-    async def _handle(self, records: Sequence[RawRecord]) -> None:
+    async def _handle(self, records: Sequence[RawRecord], start: dict[int, int]) -> None:
         assert self._handler is not None
-        self._progress.begin(_batch_start(records))
+        self._progress.begin(start)
         try:
             await self._handler.handle_batch(records)
             return
         except Exception as exc:
-            start = _batch_start(records)
             if _is_expected(exc):
                 # A lost connection, a timeout, a lock: the infrastructure's, whatever the
                 # records. Retried until it passes, never dead-lettered.
@@ -210,8 +210,7 @@ class Service:
                     if _is_expected(exc) or not await self._infrastructure_healthy():
                         raise
                     if attempt == ATTEMPTS_ALONE:
-                        reason = mask_text(f"{type(exc).__name__}: {exc}")[:500]
-                        await self._handler.dead_letter(record, reason)
+                        await self._handler.dead_letter(record, _error_text(exc))
 
     async def _infrastructure_healthy(self) -> bool:
         """PostgreSQL answers a query and a Kafka broker answers, each within 2 s."""
@@ -360,7 +359,7 @@ class Service:
                 problems["postgres"] = "not reachable"
                 log.warning(
                     "readiness: PostgreSQL check failed",
-                    error=mask_text(f"{type(exc).__name__}: {exc}")[:300],
+                    error=_error_text(exc),
                 )
         return problems
 
@@ -413,6 +412,11 @@ def _batch_start(records: Sequence[RawRecord]) -> dict[int, int]:
     for record in records:
         first.setdefault(record.partition, record.offset)
     return first
+
+
+def _error_text(exc: BaseException) -> str:
+    """An error for a log line or a dead letter: its type and text, identifiers masked, bounded."""
+    return mask_text(f"{type(exc).__name__}: {exc}")[:500]
 
 
 def _is_expected(exc: BaseException) -> bool:
