@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.unit.test_intake_poison import CODES, RECORDS, Rec, assert_answered
 
 from ptsp_gate import demo
-from ptsp_gate.schemas.events import CE_TYPE_APPLICATION, CE_TYPE_ENROLMENT, EnrolmentState
-from ptsp_gate.schemas.events import PermitApplication as Application
-from ptsp_gate.services import intake
+from ptsp_gate.contract.events import CE_TYPE_APPLICATION, CE_TYPE_ENROLMENT, EnrolmentState
+from ptsp_gate.contract.events import PermitApplication as Application
+from ptsp_gate.runtime import intake
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 MAX_BYTES = 1_048_576

@@ -44,7 +44,7 @@ import asyncpg
 from stdnum import luhn
 
 from ptsp_gate.adapters import migrations
-from ptsp_gate.services.enrolment_sync.bulk_import import FIELDS
+from ptsp_gate.enrolment_import import FIELDS
 
 GOAL_ROWS = 1_000_000
 GOAL_SECONDS = 20.0
@@ -111,7 +111,7 @@ def server(workdir: Path) -> Iterator[tuple[str, str]]:
     if os.environ.get("DATABASE_URL"):
         yield os.environ["DATABASE_URL"], "DATABASE_URL"
         return
-    from ptsp_gate.adapters.embedded import EmbeddedPostgres
+    from ptsp_gate.embedded import EmbeddedPostgres
 
     pg = EmbeddedPostgres()
     dsn = pg.start(workdir / "pgdata")

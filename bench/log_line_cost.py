@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 
 import structlog
 
+from ptsp_gate.contract.events import Action, ComplianceDecision, Outcome
+from ptsp_gate.observability import decision_log
 from ptsp_gate.observability import logging as ptsp_logging
-from ptsp_gate.schemas.events import Action, ComplianceDecision, Outcome
-from ptsp_gate.services import decision_log
 
 
 class _Record:

@@ -61,11 +61,11 @@ from aiokafka.errors import OffsetOutOfRangeError
 
 from ptsp_gate import demo
 from ptsp_gate.adapters import migrations
-from ptsp_gate.adapters.embedded.apache_kafka import KAFKA_VERSION, missing_prerequisite
 from ptsp_gate.adapters.postgres import connect
 from ptsp_gate.config import Settings
-from ptsp_gate.schemas.events import EnrolmentState
-from ptsp_gate.services import enrolment_store
+from ptsp_gate.contract.events import EnrolmentState
+from ptsp_gate.embedded.apache_kafka import KAFKA_VERSION, missing_prerequisite
+from ptsp_gate.stores import enrolments
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -703,7 +703,7 @@ async def load_enrolments(conn: asyncpg.Connection, employers: int) -> int:
             states.append(EnrolmentState.model_validate_json(json.dumps(record)))
     for i in range(0, len(states), 5000):
         chunk = states[i : i + 5000]
-        await enrolment_store.apply_newer(conn, chunk, "bench", [None] * len(chunk))
+        await enrolments.apply_newer(conn, chunk, "bench", [None] * len(chunk))
     return len(states)
 
 
@@ -1019,7 +1019,7 @@ def with_database(dsn: str, name: str) -> str:
 
 
 def start_embedded_postgres(data_dir: Path) -> tuple[Any, str]:
-    from ptsp_gate.adapters.embedded import EmbeddedPostgres
+    from ptsp_gate.embedded import EmbeddedPostgres
 
     pg = EmbeddedPostgres()
     return pg, pg.start(data_dir)

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from ptsp_gate.schemas import topics
+from ptsp_gate.contract import topics
 
 # Kafka's legal topic characters; a name with others could not even be written as a `dlq replay`
 # address.

@@ -14,8 +14,8 @@ from typing import Any
 
 from stdnum import luhn
 
-from ptsp_gate.schemas.cloudevents import Headers, binary_headers
-from ptsp_gate.schemas.events import CE_TYPE_APPLICATION, CE_TYPE_ENROLMENT, CE_TYPE_RENEWAL
+from ptsp_gate.contract.cloudevents import Headers, binary_headers
+from ptsp_gate.contract.events import CE_TYPE_APPLICATION, CE_TYPE_ENROLMENT, CE_TYPE_RENEWAL
 
 PTSP_SOURCE = "urn:ptsp:7314:dpmptsp"
 BPJS_SOURCE = "urn:bpjstk:employer-state"

@@ -31,9 +31,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from ptsp_gate.adapters import migrations
-from ptsp_gate.adapters.embedded import apache_kafka
 from ptsp_gate.adapters.postgres import connect
 from ptsp_gate.config import Settings
+from ptsp_gate.embedded import apache_kafka
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +73,7 @@ def kafka_cluster() -> Iterator[Any]:
         with _apache_cluster_or_skip() as cluster:
             yield cluster
         return
-    from ptsp_gate.adapters.embedded.mock_kafka import MockKafkaCluster
+    from ptsp_gate.embedded.mock_kafka import MockKafkaCluster
 
     with MockKafkaCluster(brokers=3) as cluster:
         yield cluster
@@ -107,7 +107,7 @@ def server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if os.environ.get("DATABASE_URL"):
         yield os.environ["DATABASE_URL"]
         return
-    from ptsp_gate.adapters.embedded import EmbeddedPostgres
+    from ptsp_gate.embedded import EmbeddedPostgres
 
     pg = EmbeddedPostgres()
     dsn = pg.start(Path(tmp_path_factory.mktemp("pg")) / "data")

@@ -20,8 +20,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from ptsp_gate import demo
 from ptsp_gate.config import Settings
 from ptsp_gate.policy import load_policy_book
-from ptsp_gate.services.runtime import Service
-from ptsp_gate.services.specs import spec_for
+from ptsp_gate.runtime.registry import spec_for
+from ptsp_gate.runtime.service import Service
 
 
 @contextlib.asynccontextmanager

@@ -19,10 +19,10 @@ from ptsp_gate import demo
 from ptsp_gate.adapters import migrations
 from ptsp_gate.adapters.postgres import connect
 from ptsp_gate.config import Settings
-from ptsp_gate.schemas.events import CE_TYPE_APPLICATION
-from ptsp_gate.services import dlq_replay
-from ptsp_gate.services.dead_letters import DeadLetter
-from ptsp_gate.services.permit_checker import checker
+from ptsp_gate.contract.events import CE_TYPE_APPLICATION
+from ptsp_gate.dlq.records import DeadLetter
+from ptsp_gate.stores import dlq_replays
+from ptsp_gate_permit_checker import checker
 
 from .conftest import eventually
 from .support import decisions, header, read_topic, send, services
@@ -294,7 +294,7 @@ async def test_an_interrupted_replay_is_completed_and_decided_once(
     dead = DeadLetter.from_record(record)
     address = str(dead.address)
     # A run that claimed the replay and published it, then died before recording the ack.
-    await dlq_replay.claim(db, [(dead, settings.topic_applications)], "crashed@host")
+    await dlq_replays.claim(db, [(dead, settings.topic_applications)], "crashed@host")
     await send(
         producer, settings.topic_applications, [(dead.key, dead.replay_headers(), dead.value)]
     )

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, TopicAuthorizationFailedError
 
 import ptsp_gate
-from ptsp_gate.adapters.embedded import ApiKey, EmbeddedPostgres, KafkaErr, MockKafkaCluster
+from ptsp_gate.embedded import ApiKey, EmbeddedPostgres, KafkaErr, MockKafkaCluster
 
 pytestmark = pytest.mark.integration
 
@@ -252,7 +252,7 @@ async def test_run_broker_prints_bootstrap_first_and_exits_zero_on_signal(
     bootstrap_file = tmp_path / "run" / "bootstrap"
     code = (
         "from pathlib import Path\n"
-        "from ptsp_gate.adapters.embedded import run_broker\n"
+        "from ptsp_gate.embedded import run_broker\n"
         f"run_broker(2, 5, ['permits', 'decisions'], Path({str(bootstrap_file)!r}))\n"
     )
     pythonpath = os.pathsep.join(filter(None, [SRC_DIR, os.getenv("PYTHONPATH")]))

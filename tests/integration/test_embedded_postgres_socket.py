@@ -15,8 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 import pytest
 
-from ptsp_gate.adapters.embedded import EmbeddedPostgres
-from ptsp_gate.adapters.embedded.postgres import _server_owner
+from ptsp_gate.embedded import EmbeddedPostgres
+from ptsp_gate.embedded.postgres import _server_owner
 
 pytestmark = pytest.mark.integration
 

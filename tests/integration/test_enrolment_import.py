@@ -24,11 +24,8 @@ import pytest
 from ptsp_gate import demo
 from ptsp_gate.adapters.postgres import connect
 from ptsp_gate.config import Settings
-from ptsp_gate.policy import load_policy_book
-from ptsp_gate.reports.render import spreadsheet_text
-from ptsp_gate.schemas.events import EnrolmentState, EnrolmentStatus, PdsFlag, Program, Segment
-from ptsp_gate.services import enrolment_store
-from ptsp_gate.services.enrolment_sync.bulk_import import (
+from ptsp_gate.contract.events import EnrolmentState, EnrolmentStatus, PdsFlag, Program, Segment
+from ptsp_gate.enrolment_import import (
     FIELDS,
     BrokenFile,
     ImportFailed,
@@ -36,6 +33,9 @@ from ptsp_gate.services.enrolment_sync.bulk_import import (
     Redecider,
     import_snapshot,
 )
+from ptsp_gate.policy import load_policy_book
+from ptsp_gate.reports.render import spreadsheet_text
+from ptsp_gate.stores import enrolments
 
 from .conftest import eventually
 from .support import decisions, read_topic, send, services
@@ -181,7 +181,7 @@ async def test_a_good_file_is_imported(db, db_dsn, tmp_path) -> None:
     assert (three["sanction_requested"], three["arrears_months"], three["version"]) == (True, 4, 9)
     assert three["npp"] == "NPP, with comma"
     # What the stream's model would make of the same record is what the import stored.
-    assert enrolment_store.from_row(three) == EnrolmentState.model_validate_json(
+    assert enrolments.from_row(three) == EnrolmentState.model_validate_json(
         json.dumps(
             {
                 **record(3, 9, arrears_months=4, npp="NPP, with comma"),
@@ -469,7 +469,7 @@ async def test_duplicate_nibs_in_a_file_newest_version_wins(db, tmp_path) -> Non
 
 async def test_a_file_older_than_the_stream_is_stale_and_a_newer_one_applies(db, tmp_path) -> None:
     async with db.transaction():
-        applied = await enrolment_store.apply_newer(
+        applied = await enrolments.apply_newer(
             db, [state(1, 10), state(2, 10)], "stream", ["e1", "e2"]
         )
     assert applied == {demo.nib(1), demo.nib(2)}
@@ -490,7 +490,7 @@ async def test_a_file_older_than_the_stream_is_stale_and_a_newer_one_applies(db,
 
     # And the stream's rule holds the other way: an older streamed version leaves the import's.
     async with db.transaction():
-        assert await enrolment_store.apply_newer(db, [state(1, 10)], "stream", ["e3"]) == set()
+        assert await enrolments.apply_newer(db, [state(1, 10)], "stream", ["e3"]) == set()
 
 
 async def test_reimporting_the_same_file_changes_nothing_but_the_log(db, tmp_path) -> None:
@@ -596,7 +596,7 @@ async def test_import_and_stream_concurrently_end_with_the_newest_version(
                 while True:
                     try:
                         async with conn.transaction():
-                            await enrolment_store.apply_newer(
+                            await enrolments.apply_newer(
                                 conn,
                                 [state(n, v, npp=f"STREAM-{v}") for n, v in versions.items()],
                                 "stream",
@@ -640,9 +640,7 @@ async def test_import_and_stream_concurrently_end_with_the_newest_version(
 
 async def test_the_import_survives_a_deadlock_with_the_stream(db, db_dsn, tmp_path) -> None:
     async with db.transaction():
-        await enrolment_store.apply_newer(
-            db, [state(n, 1) for n in (1, 2, 3)], "stream", [None] * 3
-        )
+        await enrolments.apply_newer(db, [state(n, 1) for n in (1, 2, 3)], "stream", [None] * 3)
     path = write(tmp_path / "s.csv", [record(n, 10, npp="FILE") for n in (1, 2, 3)])
     stream = await connect(db_dsn)
     watcher = await connect(db_dsn)
@@ -654,7 +652,7 @@ async def test_the_import_survives_a_deadlock_with_the_stream(db, db_dsn, tmp_pa
             pytest.skip("steering deadlock detection needs a superuser")
         batch = stream.transaction()
         await batch.start()
-        await enrolment_store.apply_newer(stream, [state(3, 5)], "stream", [None])
+        await enrolments.apply_newer(stream, [state(3, 5)], "stream", [None])
         importing = asyncio.create_task(run_import(db, path))
 
         async def import_waits_for_a_lock() -> bool:
@@ -666,7 +664,7 @@ async def test_the_import_survives_a_deadlock_with_the_stream(db, db_dsn, tmp_pa
 
         await eventually(import_waits_for_a_lock, timeout=10, interval=0.01)
         # The import holds NIBs 1 and 2 and waits for 3; the batch now wants 1: a deadlock.
-        await enrolment_store.apply_newer(stream, [state(1, 6)], "stream", [None])
+        await enrolments.apply_newer(stream, [state(1, 6)], "stream", [None])
         await batch.commit()
         result = await importing
     finally:
@@ -736,10 +734,10 @@ async def test_import_rows_and_freshness_reach_the_enrolment_sync_metrics(settin
     from datetime import UTC, datetime
 
     from ptsp_gate import demo
+    from ptsp_gate.contract.events import EnrolmentState
     from ptsp_gate.observability.metrics import Metrics
-    from ptsp_gate.schemas.events import EnrolmentState
-    from ptsp_gate.services import enrolment_store
-    from ptsp_gate.services.enrolment_sync.tasks import projection_metrics_refresher
+    from ptsp_gate.stores import enrolments
+    from ptsp_gate_enrolment_sync.projection_metrics import projection_metrics_refresher
 
     await db.execute(
         "INSERT INTO enrolment_import (source_file, region_code, complete, rows_read,"
@@ -752,7 +750,7 @@ async def test_import_rows_and_freshness_reach_the_enrolment_sync_metrics(settin
         EnrolmentState.model_validate_json(json.dumps(demo.enrolment(n, age_days=age, now=now)))
         for n, age in ((1, 2), (2, 30), (3, 200))
     ]
-    await enrolment_store.apply_newer(db, states, "stream", [None] * len(states))
+    await enrolments.apply_newer(db, states, "stream", [None] * len(states))
     from ptsp_gate.adapters.postgres import create_pool
 
     pool = await create_pool(settings.dsn(), 2)

@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import Producer
 
 from ptsp_gate import demo
-from ptsp_gate.schemas.events import CE_TYPE_APPLICATION, CE_TYPE_ENROLMENT
+from ptsp_gate.contract.events import CE_TYPE_APPLICATION, CE_TYPE_ENROLMENT
 
 from .conftest import eventually
 from .support import decisions, read_topic, services

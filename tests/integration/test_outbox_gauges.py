@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ptsp_gate.observability.metrics import Metrics
-from ptsp_gate.services import outbox
+from ptsp_gate.stores import outbox
 
 pytestmark = pytest.mark.integration
 

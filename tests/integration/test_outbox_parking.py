@@ -16,9 +16,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from ptsp_gate import demo
 from ptsp_gate.adapters import kafka
 from ptsp_gate.config import Settings
+from ptsp_gate.contract.cloudevents import pack_headers
 from ptsp_gate.observability.metrics import Metrics
-from ptsp_gate.schemas.cloudevents import pack_headers
-from ptsp_gate.services import outbox
+from ptsp_gate.runtime.relay import OutboxRelay
+from ptsp_gate.stores import outbox
 
 from .conftest import eventually
 from .support import header, read_topic, send, services
@@ -63,7 +64,7 @@ async def test_a_row_too_large_to_publish_is_parked_and_later_rows_flow(settings
     too_large = b"x" * (settings.max_event_bytes + 512 * 1024)
     ids = await _queue(db, settings.topic_decisions, [b"first", too_large, b"third"])
     metrics = Metrics()
-    relay = outbox.OutboxRelay(
+    relay = OutboxRelay(
         dsn=settings.dsn(), producer_factory=lambda: kafka.make_producer(settings), metrics=metrics
     )
     relay.start()
@@ -148,7 +149,7 @@ async def test_a_row_the_broker_refuses_is_parked_alone(apache_cluster, settings
         await admin.close()
     try:
         ids = await _queue(db, topic, [b"a", b"x" * 5000, b"c"])
-        relay = outbox.OutboxRelay(
+        relay = OutboxRelay(
             dsn=settings.dsn(),
             producer_factory=lambda: kafka.make_producer(settings),
             metrics=Metrics(),

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from ptsp_gate import demo
-from ptsp_gate.schemas.events import CE_TYPE_DECISION
+from ptsp_gate.contract.events import CE_TYPE_DECISION
 
 from .conftest import eventually
 from .support import decisions, header, read_topic, send, services
@@ -232,7 +232,7 @@ async def test_what_a_transactional_producer_aborted_is_never_decided(
 ) -> None:
     from aiokafka import AIOKafkaProducer
 
-    from ptsp_gate.adapters.embedded import MockKafkaCluster
+    from ptsp_gate.embedded import MockKafkaCluster
 
     if isinstance(kafka_cluster, MockKafkaCluster):
         pytest.skip("the mock cluster's transaction markers fail aiokafka's CRC check")

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from ptsp_gate import demo
-from ptsp_gate.services.permit_checker import checker
+from ptsp_gate_permit_checker import checker
 
 from .conftest import eventually
 from .support import application_id, decisions, header, read_topic, send, services

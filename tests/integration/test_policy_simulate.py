@@ -22,12 +22,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ptsp_gate import demo
 from ptsp_gate.adapters.postgres import connect
-from ptsp_gate.cli import policy_commands
+from ptsp_gate.cli import policy
 from ptsp_gate.cli.errors import CommandError
 from ptsp_gate.config import Settings
+from ptsp_gate.contract.events import EnrolmentState
 from ptsp_gate.reports.simulate import read_only
-from ptsp_gate.schemas.events import EnrolmentState
-from ptsp_gate.services import enrolment_store
+from ptsp_gate.stores import enrolments
 
 from .conftest import PARTITIONS
 from .support import read_topic, send, services
@@ -47,7 +47,7 @@ def write(root: Path, relative: str, text: str) -> Path:
 
 async def enrol(db: asyncpg.Connection, n: int, now: datetime, **changes: Any) -> None:
     state = EnrolmentState.model_validate_json(json.dumps(demo.enrolment(n, now=now, **changes)))
-    await enrolment_store.apply_newer(db, [state], "test", [None])
+    await enrolments.apply_newer(db, [state], "test", [None])
 
 
 async def store(
@@ -122,7 +122,7 @@ async def simulate(
         action="simulate", policy=str(candidate), region=region, since=since, format="json"
     )
     capsys.readouterr()
-    assert await policy_commands.run(args, settings) == 0
+    assert await policy.run(args, settings) == 0
     return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
 
 

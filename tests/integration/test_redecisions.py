@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from ptsp_gate import demo
+from ptsp_gate.contract.events import EnrolmentState
 from ptsp_gate.policy import load_policy_book
-from ptsp_gate.schemas.events import EnrolmentState
-from ptsp_gate.services import enrolment_store
-from ptsp_gate.services.permit_checker.sweep import sweep_once
+from ptsp_gate.stores import enrolments
+from ptsp_gate_permit_checker.sweep import sweep_once
 
 from .conftest import eventually
 from .support import decisions, read_topic, send, services
@@ -189,7 +189,7 @@ async def test_sweep_resolves_pending_from_data_loaded_behind_the_stream(
         assert pool is not None
         # Data written without a re-decision (as a crash between two steps could leave it).
         async with pool.acquire() as conn:
-            await enrolment_store.apply_newer(
+            await enrolments.apply_newer(
                 conn,
                 [EnrolmentState.model_validate_json(json.dumps(demo.enrolment(6, now=now)))],
                 "import",

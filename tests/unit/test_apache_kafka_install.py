@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ptsp_gate.adapters.embedded import apache_kafka
+from ptsp_gate.embedded import apache_kafka
 
 
 def test_the_cache_directory_is_overridable(monkeypatch, tmp_path) -> None:

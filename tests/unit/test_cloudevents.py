@@ -8,14 +8,14 @@ from typing import Any, cast
 
 import pytest
 
-from ptsp_gate.schemas.cloudevents import (
+from ptsp_gate.contract.cloudevents import (
     CloudEvent,
     EnvelopeError,
     Headers,
     binary_headers,
     decode,
 )
-from ptsp_gate.schemas.events import CE_TYPE_APPLICATION, CE_TYPE_DECISION
+from ptsp_gate.contract.events import CE_TYPE_APPLICATION, CE_TYPE_DECISION
 
 WITA = timezone(timedelta(hours=8))
 DATA = {"application_id": "OSS-1", "employer": {"name": "PT Maju Jaya Ñusantara"}}

@@ -3,7 +3,7 @@
 * python-stdnum decides which NPWP / NIK numbers are valid, hence which events are accepted: it is
   pinned exactly, identifiers accepted (and refused) today must stay so, and upgrading it is a
   deliberate change of pyproject.toml that these tests then check.
-* services/workers.py overrides `uvicorn.supervisors.Multiprocess.keep_subprocess_alive`, which
+* runtime/supervisor.py overrides `uvicorn.supervisors.Multiprocess.keep_subprocess_alive`, which
   uvicorn does not document: uvicorn is pinned to one minor version and the override's
   assumptions are checked here.
 """
@@ -21,7 +21,7 @@ import pytest
 from packaging.requirements import Requirement
 from pydantic import TypeAdapter, ValidationError
 
-from ptsp_gate.schemas.identifiers import Nib, Npwp
+from ptsp_gate.contract.identifiers import Nib, Npwp
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
@@ -147,7 +147,7 @@ def test_uvicorn_still_has_the_overridden_supervisor_method() -> None:
     method = getattr(Multiprocess, "keep_subprocess_alive", None)
     assert callable(method), (
         "uvicorn.supervisors.Multiprocess.keep_subprocess_alive is gone: "
-        "services/workers.py overrides it and must be adapted"
+        "runtime/supervisor.py overrides it and must be adapted"
     )
     assert list(inspect.signature(method).parameters) == ["self"]
     # The supervisor's loop must still be what calls it.
@@ -185,11 +185,11 @@ def test_the_override_sees_a_worker_that_could_not_start(monkeypatch: pytest.Mon
     """Runs uvicorn's own keep_subprocess_alive under the override."""
     from uvicorn.config import STARTUP_FAILURE
 
-    from ptsp_gate.services import workers
+    from ptsp_gate.runtime import supervisor as supervisor_module
 
     dead: list[int] = []
-    monkeypatch.setattr(workers, "mark_process_dead", dead.append)
-    cls = workers.supervisor_class()
+    monkeypatch.setattr(supervisor_module, "mark_process_dead", dead.append)
+    cls = supervisor_module.supervisor_class()
     supervisor = cls.__new__(cls)  # no __init__: it would install signal handlers
     supervisor.config = SimpleNamespace(timeout_worker_healthcheck=0.1)
     supervisor.sockets = []
@@ -211,11 +211,11 @@ def test_a_port_in_use_leaves_no_metrics_directory_behind(
     import uvicorn
 
     from ptsp_gate.observability.metrics import MULTIPROC_ENV
-    from ptsp_gate.services import workers
+    from ptsp_gate.runtime import supervisor
 
     # serve() sets both variables for its workers; monkeypatch puts them back afterwards.
     monkeypatch.setenv(MULTIPROC_ENV, "")
-    monkeypatch.setenv(workers.SERVICE_ENV, "")
+    monkeypatch.setenv(supervisor.SERVICE_ENV, "")
     made = tmp_path / "metrics"
 
     def mkdtemp(prefix: str) -> str:
@@ -225,8 +225,8 @@ def test_a_port_in_use_leaves_no_metrics_directory_behind(
     def port_in_use(self: object) -> None:
         raise SystemExit(1)  # what uvicorn does when it cannot bind
 
-    monkeypatch.setattr(workers.tempfile, "mkdtemp", mkdtemp)
+    monkeypatch.setattr(supervisor.tempfile, "mkdtemp", mkdtemp)
     monkeypatch.setattr(uvicorn.Config, "bind_socket", port_in_use)
     with pytest.raises(SystemExit):
-        workers.serve("permit-checker", "127.0.0.1", 9101, 2)
+        supervisor.serve("permit-checker", "127.0.0.1", 9101, 2)
     assert not made.exists()

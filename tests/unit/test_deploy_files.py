@@ -28,7 +28,7 @@ import yaml
 from pydantic import AliasChoices
 
 from ptsp_gate.config import Settings
-from ptsp_gate.services.runtime import Service, ServiceSpec
+from ptsp_gate.runtime.service import Service, ServiceSpec
 
 ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy"

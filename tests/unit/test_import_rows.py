@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from stdnum import luhn
 
-from ptsp_gate.cli.enrolment_commands import default_rejects_path, make_progress
-from ptsp_gate.schemas.events import EnrolmentState
-from ptsp_gate.services.enrolment_sync import bulk_import
-from ptsp_gate.services.enrolment_sync.bulk_import import (
+from ptsp_gate import enrolment_import
+from ptsp_gate.cli.enrolment import default_rejects_path, make_progress
+from ptsp_gate.contract.events import EnrolmentState
+from ptsp_gate.enrolment_import import (
     FIELDS,
     BadRow,
     BrokenFile,
@@ -518,10 +518,10 @@ def feed(tmp_path: Path, content: bytes) -> tuple[list[str], Recorder]:
     path = tmp_path / "snapshot.csv"
     path.write_bytes(content)
     recorder = Recorder()
-    source = bulk_import._Source(path)
-    rejects = bulk_import._Rejects(tmp_path / "rejects.csv")
+    source = enrolment_import._Source(path)
+    rejects = enrolment_import._Rejects(tmp_path / "rejects.csv")
     try:
-        data = b"".join(bulk_import._Feed(source, path, rejects, recorder))
+        data = b"".join(enrolment_import._Feed(source, path, rejects, recorder))
     finally:
         source.close()
         rejects.discard()

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from ptsp_gate import demo
-from ptsp_gate.schemas.events import CE_TYPE_APPLICATION, PermitApplication
-from ptsp_gate.services import intake
+from ptsp_gate.contract.events import CE_TYPE_APPLICATION, PermitApplication
+from ptsp_gate.runtime import intake
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -128,7 +128,7 @@ def test_dlq_headers_keep_the_originals_and_name_the_error() -> None:
 
 
 def test_a_header_name_too_long_to_store_is_left_out_of_the_dead_letter() -> None:
-    from ptsp_gate.schemas.cloudevents import pack_headers, unpack_headers
+    from ptsp_gate.contract.cloudevents import pack_headers, unpack_headers
 
     rec = Rec(b"nope", [("x" * 70_000, b"v"), ("ok", b"1")])
     item = read(rec)

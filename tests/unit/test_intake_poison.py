@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ptsp_gate import demo
-from ptsp_gate.schemas import json_limits
-from ptsp_gate.schemas.events import CE_TYPE_APPLICATION, CE_TYPE_ENROLMENT, EnrolmentState
-from ptsp_gate.schemas.events import PermitApplication as Application
-from ptsp_gate.services import intake
+from ptsp_gate.contract import json_limits
+from ptsp_gate.contract.events import CE_TYPE_APPLICATION, CE_TYPE_ENROLMENT, EnrolmentState
+from ptsp_gate.contract.events import PermitApplication as Application
+from ptsp_gate.runtime import intake
 
 from .test_intake import Rec
 

@@ -43,9 +43,9 @@ def test_a_worker_that_cannot_start_exits_as_a_startup_failure(monkeypatch) -> N
     import pytest
     from uvicorn.config import STARTUP_FAILURE
 
-    from ptsp_gate.services import workers
+    from ptsp_gate.runtime import supervisor
 
-    monkeypatch.setenv(workers.SERVICE_ENV, "no-such-service")
+    monkeypatch.setenv(supervisor.SERVICE_ENV, "no-such-service")
     with pytest.raises(SystemExit) as exc:
-        workers.create_app()
+        supervisor.create_app()
     assert exc.value.code == STARTUP_FAILURE

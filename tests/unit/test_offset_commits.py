@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from aiokafka import TopicPartition
 
-from ptsp_gate.services.offset_commits import OffsetCommitter
+from ptsp_gate.runtime.offset_commits import OffsetCommitter
 
 
 @dataclass

@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ptsp_gate.schemas.cloudevents import pack_headers, unpack_headers
+from ptsp_gate.contract.cloudevents import pack_headers, unpack_headers
 
 header = st.tuples(st.text(max_size=40), st.binary(max_size=200))
 

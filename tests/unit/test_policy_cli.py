@@ -14,9 +14,9 @@ import pytest
 
 from ptsp_gate import demo
 from ptsp_gate.cli.main import main
+from ptsp_gate.contract.events import EnrolmentState, PermitApplication
 from ptsp_gate.policy import Policy, decide, load_policy_book
 from ptsp_gate.reports.simulate import CHANGE_COLUMNS, Simulation, render
-from ptsp_gate.schemas.events import EnrolmentState, PermitApplication
 
 REPO_POLICIES = Path(__file__).resolve().parents[2] / "policies"
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

@@ -11,9 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ptsp_gate.policy import Policy, Verdict, decide, decision_id, rejected
-from ptsp_gate.policy.codes import BLOCK_TYPE_CODES
-from ptsp_gate.schemas.events import (
+from ptsp_gate.contract.events import (
     Action,
     ComplianceDecision,
     Employer,
@@ -31,6 +29,8 @@ from ptsp_gate.schemas.events import (
     Scale,
     Segment,
 )
+from ptsp_gate.policy import Policy, Verdict, decide, decision_id, rejected
+from ptsp_gate.policy.codes import BLOCK_TYPE_CODES
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 NIB = "8120001234567"

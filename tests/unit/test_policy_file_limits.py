@@ -9,7 +9,7 @@ import pytest
 
 from ptsp_gate.cli.main import main
 from ptsp_gate.policy import PolicyError, load_policy_book, load_policy_file
-from ptsp_gate.policy.rules import MAX_FILE_BYTES, MAX_NESTING, read_policy_toml
+from ptsp_gate.policy.files import MAX_FILE_BYTES, MAX_NESTING, read_policy_toml
 
 DEEP = 5000
 HEAD = 'version = "1"\n'

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from ptsp_gate.contract.events import Program, ReasonCode, Scale, Segment
 from ptsp_gate.policy import Policy, PolicyBook, PolicyError, load_policy_book, load_policy_file
 from ptsp_gate.policy.codes import BLOCK_TYPE_CODES
-from ptsp_gate.schemas.events import Program, ReasonCode, Scale, Segment
 
 REPO_POLICIES = Path(__file__).resolve().parents[2] / "policies"
 J = Program

@@ -11,9 +11,7 @@ from hypothesis import strategies as st
 from stdnum import luhn
 from stdnum.id import npwp as stdnum_npwp
 
-from ptsp_gate.policy import Policy, Verdict, decide, decision_id
-from ptsp_gate.policy.codes import BLOCK_TYPE_CODES, PENDING_TYPE_CODES, effect_of
-from ptsp_gate.schemas.events import (
+from ptsp_gate.contract.events import (
     Action,
     Employer,
     EnrolmentState,
@@ -29,7 +27,9 @@ from ptsp_gate.schemas.events import (
     Scale,
     Segment,
 )
-from ptsp_gate.schemas.identifiers import canonical_npwp
+from ptsp_gate.contract.identifiers import canonical_npwp
+from ptsp_gate.policy import Policy, Verdict, decide, decision_id
+from ptsp_gate.policy.codes import BLOCK_TYPE_CODES, PENDING_TYPE_CODES, effect_of
 
 PROPERTY = settings(max_examples=200, deadline=None)
 REQUIRABLE = [Program.JKK, Program.JKM, Program.JHT, Program.JP]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ptsp_gate.adapters.embedded import postgres as embedded_pg
 from ptsp_gate.cli import dev
+from ptsp_gate.embedded import postgres as embedded_pg
 
 
 def mode(path: Path) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ptsp_gate.services.progress import PartitionProgress
+from ptsp_gate.runtime.progress import PartitionProgress
 
 
 def test_a_poison_partition_is_counted_although_other_partitions_succeed_in_between() -> None:

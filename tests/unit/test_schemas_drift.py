@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from ptsp_gate.schemas import export
-from ptsp_gate.schemas.cloudevents import binary_headers
-from ptsp_gate.schemas.events import (
+from ptsp_gate.contract import export
+from ptsp_gate.contract.cloudevents import binary_headers
+from ptsp_gate.contract.events import (
     CE_TYPE_APPLICATION,
     CE_TYPE_DECISION,
     CE_TYPE_ENROLMENT,
@@ -29,7 +29,7 @@ CHECKED_IN = REPO_ROOT / "schemas"
 REGENERATE = (
     f"Regenerate them from the repository root with:\n    {export.REGENERATE_COMMAND}\n"
     "(without an installed package: "
-    "PYTHONPATH=src .venv/bin/python -m ptsp_gate.schemas.export schemas)\n"
+    "PYTHONPATH=src .venv/bin/python -m ptsp_gate.contract.export schemas)\n"
     "then review and commit the diff of schemas/."
 )
 EXPECTED_FILES = {
@@ -94,7 +94,7 @@ def test_checked_in_file_matches_the_models(name: str, generated: dict[str, Path
     checked_in = CHECKED_IN / name
     assert checked_in.is_file(), f"schemas/{name} is missing. {REGENERATE}"
     assert checked_in.read_bytes() == generated[name].read_bytes(), (
-        f"schemas/{name} is out of date with the models in src/ptsp_gate/schemas. {REGENERATE}"
+        f"schemas/{name} is out of date with the models in src/ptsp_gate/contract. {REGENERATE}"
     )
 
 
@@ -359,7 +359,7 @@ def test_decision_headers_match_binary_headers(asyncapi: dict[str, Any]) -> None
 
 
 def test_dead_letter_headers_match_intake(asyncapi: dict[str, Any]) -> None:
-    from ptsp_gate.services import intake
+    from ptsp_gate.runtime import intake
 
     schema = asyncapi["components"]["schemas"]["DeadLetterHeaders"]
     assert export.OVERSIZED_KEEP_BYTES == intake.OVERSIZED_KEEP_BYTES

@@ -12,13 +12,8 @@ import pytest
 from pydantic import BaseModel, ValidationError
 from stdnum import luhn
 
-from ptsp_gate.schemas.events import (
-    ComplianceDecision,
-    EnrolmentState,
-    PermitApplication,
-    Program,
-)
-from ptsp_gate.schemas.identifiers import canonical_npwp, mask
+from ptsp_gate.contract.events import ComplianceDecision, EnrolmentState, PermitApplication, Program
+from ptsp_gate.contract.identifiers import canonical_npwp, mask
 
 DELETE = object()
 

@@ -1,1 +1,1 @@
-"""Edges of the system: PostgreSQL, Kafka and the embedded stand-ins for local work."""
+"""Edges of the system: connections to PostgreSQL and Kafka, and database migrations."""

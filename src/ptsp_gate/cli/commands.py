@@ -39,7 +39,7 @@ async def database(settings: Settings) -> AsyncIterator[str]:
     if settings.database_url:
         yield settings.dsn()
         return
-    from ptsp_gate.adapters.embedded import EmbeddedPostgres
+    from ptsp_gate.embedded import EmbeddedPostgres
 
     pg = EmbeddedPostgres()
     try:
@@ -110,7 +110,7 @@ async def _employer(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _broker(args: argparse.Namespace, settings: Settings) -> int:
-    from ptsp_gate.adapters.embedded import run_broker
+    from ptsp_gate.embedded import run_broker
 
     topics = settings.all_topics()
     path = Path(args.bootstrap_file) if args.bootstrap_file else None
@@ -129,8 +129,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from ptsp_gate.observability.logging import configure
-    from ptsp_gate.services.runtime import Service, StartupError
-    from ptsp_gate.services.specs import spec_for
+    from ptsp_gate.runtime.registry import spec_for
+    from ptsp_gate.runtime.service import Service, StartupError
 
     missing = [
         n
@@ -155,10 +155,10 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         # The checks above ran once, here, so a bad setting is one line rather than N workers
         # failing; each worker then opens its own connections.
         await service.release()
-        from ptsp_gate.services import workers
+        from ptsp_gate.runtime import supervisor
 
         try:
-            return workers.serve(args.service, args.host, args.port, args.workers)
+            return supervisor.serve(args.service, args.host, args.port, args.workers)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
     server = uvicorn.Server(
@@ -190,15 +190,15 @@ def _policies(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 async def _enrolment(args: argparse.Namespace, settings: Settings) -> int:
-    from ptsp_gate.cli import enrolment_commands
+    from ptsp_gate.cli import enrolment
 
-    return await enrolment_commands.run(args, settings)
+    return await enrolment.run(args, settings)
 
 
 async def _policy(args: argparse.Namespace, settings: Settings) -> int:
-    from ptsp_gate.cli import policy_commands
+    from ptsp_gate.cli import policy
 
-    return await policy_commands.run(args, settings)
+    return await policy.run(args, settings)
 
 
 async def _dev(args: argparse.Namespace, settings: Settings) -> int:
@@ -208,12 +208,12 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _outbox(args: argparse.Namespace, settings: Settings) -> int:
-    from ptsp_gate.cli import outbox_commands
+    from ptsp_gate.cli import outbox
 
-    return await _read(settings, lambda conn: outbox_commands.run(args, conn))
+    return await _read(settings, lambda conn: outbox.run(args, conn))
 
 
 async def _dlq(args: argparse.Namespace, settings: Settings) -> int:
-    from ptsp_gate.cli import dlq_commands
+    from ptsp_gate.cli import dlq
 
-    return await dlq_commands.run(args, settings)
+    return await dlq.run(args, settings)

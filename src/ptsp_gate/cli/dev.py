@@ -101,7 +101,7 @@ async def run_dev(args: argparse.Namespace, settings: Settings) -> int:
     with contextlib.ExitStack() as stack:
         bootstrap = list(settings.kafka_bootstrap_servers)
         if not bootstrap:
-            from ptsp_gate.adapters.embedded import MockKafkaCluster
+            from ptsp_gate.embedded import MockKafkaCluster
 
             topics = settings.all_topics()
             cluster = stack.enter_context(

@@ -16,7 +16,8 @@ from pydantic import ValidationError
 
 from ptsp_gate import __version__
 from ptsp_gate.cli.errors import CommandError, one_line
-from ptsp_gate.schemas.events import ReasonCode
+from ptsp_gate.contract.events import ReasonCode
+from ptsp_gate.runtime.registry import installed
 
 
 class _Parser(argparse.ArgumentParser):
@@ -82,10 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run one service")
     run_sub = run.add_subparsers(dest="service", required=True, parser_class=_Parser)
-    for name, port in (("permit-checker", 9101), ("enrolment-sync", 9102)):
+    for name, entry in installed().items():
         svc = run_sub.add_parser(name, help=f"run the {name} service")
         svc.add_argument(
-            "--port", type=PORT, default=port, help="HTTP port for /metrics, /health, /ready"
+            "--port",
+            type=PORT,
+            default=entry.default_port,
+            help="HTTP port for /metrics, /health, /ready",
         )
         svc.add_argument("--host", default="0.0.0.0", help="HTTP bind address")
         svc.add_argument(
@@ -169,8 +173,8 @@ _DLQ_EXITS = """exit codes:
 
 
 def _add_dlq(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from ptsp_gate.schemas.dead_letter import ERROR_CODES
-    from ptsp_gate.services.dead_letters import AddressRange, offset_range
+    from ptsp_gate.contract.dead_letter import ERROR_CODES
+    from ptsp_gate.dlq.records import AddressRange, offset_range
 
     def address(value: str) -> AddressRange:
         try:
@@ -276,7 +280,7 @@ def _infrastructure_error(exc: BaseException) -> str | None:
     import asyncpg
     from aiokafka.errors import KafkaError
 
-    from ptsp_gate.adapters.embedded import ApacheKafkaError, MockKafkaError
+    from ptsp_gate.embedded import ApacheKafkaError, MockKafkaError
 
     text = one_line(exc)[:300]
     if isinstance(exc, (ApacheKafkaError, MockKafkaError)):

@@ -1,7 +1,7 @@
 """The compliance policy: policy files in, pure decisions out (DESIGN §4)."""
 
 from ptsp_gate.policy.decide import Verdict, decide, decision_id, rejected
-from ptsp_gate.policy.rules import (
+from ptsp_gate.policy.files import (
     Policy,
     PolicyBook,
     PolicyError,

@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ptsp_gate.policy.model import Policy
-from ptsp_gate.schemas.events import (
+from ptsp_gate.contract.events import (
     EnrolmentState,
     EnrolmentStatus,
     PdsFlag,
@@ -19,7 +18,8 @@ from ptsp_gate.schemas.events import (
     ReasonCode,
     Scale,
 )
-from ptsp_gate.schemas.identifiers import canonical_npwp, mask
+from ptsp_gate.contract.identifiers import canonical_npwp, mask
+from ptsp_gate.policy.model import Policy
 
 _PWBD = "Employer is not registered with BPJS Ketenagakerjaan (PWBD)"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ptsp_gate.schemas.events import ReasonCode
+from ptsp_gate.contract.events import ReasonCode
 
 Effect = Literal["block", "pending", "advisory"]
 

@@ -10,16 +10,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from ptsp_gate.contract.events import EnrolmentState, Outcome, PermitApplication, Reason, ReasonCode
 from ptsp_gate.policy import checks
 from ptsp_gate.policy.codes import effect_of
 from ptsp_gate.policy.model import Policy
-from ptsp_gate.schemas.events import (
-    EnrolmentState,
-    Outcome,
-    PermitApplication,
-    Reason,
-    ReasonCode,
-)
 
 # Fixed forever: changing it would give every replayed decision a new id.
 # (= uuid5(NAMESPACE_DNS, "decisions.ptsp-gate.invalid"))

@@ -8,8 +8,8 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
 
+from ptsp_gate.contract.events import Program, ReasonCode, Scale, Segment
 from ptsp_gate.policy.codes import BLOCK_TYPE_CODES
-from ptsp_gate.schemas.events import Program, ReasonCode, Scale, Segment
 
 _Key = TypeVar("_Key", Scale, Segment)
 

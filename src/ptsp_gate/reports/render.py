@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from ptsp_gate.schemas.identifiers import mask
+from ptsp_gate.contract.identifiers import mask
 
 
 def _plain(value: Any) -> Any:

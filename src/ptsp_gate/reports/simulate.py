@@ -20,10 +20,10 @@ from typing import Any
 import asyncpg
 from pydantic import ValidationError
 
+from ptsp_gate.contract.events import Outcome, PermitApplication, ReasonCode
 from ptsp_gate.policy import PolicyBook, Verdict, decide
 from ptsp_gate.reports.render import to_csv, to_json, to_table
-from ptsp_gate.schemas.events import Outcome, PermitApplication, ReasonCode
-from ptsp_gate.services.enrolment_store import from_row
+from ptsp_gate.stores.enrolments import from_row
 
 # Rows per round trip of the server-side cursor: memory stays flat however many applications a
 # regency has, while round trips stay few.

@@ -1,0 +1,55 @@
+"""The services `ptsp-gate run NAME` can start: whichever service packages are installed, found
+through the `ptsp_gate.services` entry point group, so the core never imports a service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from importlib import import_module
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ptsp_gate.config import Settings
+    from ptsp_gate.policy import PolicyBook
+    from ptsp_gate.runtime.service import ServiceSpec
+
+ENTRY_POINT_GROUP = "ptsp_gate.services"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEntry:
+    """What a service package announces: its name, its default HTTP port, and where its wiring
+    lives ("module:function", imported only when the service is started)."""
+
+    name: str
+    default_port: int
+    wiring: str
+
+    def spec(self, settings: Settings, policies: PolicyBook) -> ServiceSpec:
+        module, _, function = self.wiring.partition(":")
+        build: Callable[[Settings, PolicyBook], ServiceSpec] = getattr(
+            import_module(module), function
+        )
+        return build(settings, policies)
+
+
+@cache
+def installed() -> dict[str, ServiceEntry]:
+    """The installed services by name, in name order."""
+    found: dict[str, ServiceEntry] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        entry = ep.load()
+        if not isinstance(entry, ServiceEntry) or entry.name != ep.name:
+            raise RuntimeError(f"entry point {ep.name!r} of {ENTRY_POINT_GROUP} is not a service")
+        found[entry.name] = entry
+    return dict(sorted(found.items()))
+
+
+def spec_for(name: str, settings: Settings, policies: PolicyBook) -> ServiceSpec:
+    services = installed()
+    if name not in services:
+        known = ", ".join(services) or "none is installed"
+        raise ValueError(f"unknown service {name!r}; expected one of {known}")
+    return services[name].spec(settings, policies)

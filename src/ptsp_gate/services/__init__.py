@@ -1,1 +1,0 @@
-"""The two services and what they share (intake of raw records, the outbox, the runtime)."""

@@ -1,1 +1,0 @@
-"""Keeps the enrolment projection current from BPJS TK's employer-state stream."""

@@ -1,1 +1,0 @@
-"""Consumes permit applications and renewals, decides, records and announces the decision."""

@@ -1,0 +1,1 @@
+"""All SQL of the system: one module per kind of stored thing."""

@@ -1,0 +1,91 @@
+"""Storing decisions and queueing them for publication: one path for first decisions and
+re-decisions alike."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from uuid import UUID
+
+import asyncpg
+
+from ptsp_gate.contract.cloudevents import binary_headers
+from ptsp_gate.contract.events import CE_TYPE_DECISION, ComplianceDecision
+from ptsp_gate.stores import outbox
+
+
+async def store_decisions(
+    conn: asyncpg.Connection,
+    decisions: Sequence[tuple[ComplianceDecision, str, int | None]],
+    topic: str,
+    source: str,
+    also: Sequence[outbox.OutboxRow] = (),
+) -> set[UUID]:
+    """Record decisions and queue them for publication, in the caller's transaction, together
+    with any other outbox rows (`also`: dead letters of the same batch). Returns the ids stored:
+    a decision already present (stored by a concurrent transaction) is neither stored nor
+    announced again.
+
+    Each tuple is (decision, the input event's key, the enrolment version it used).
+    """
+    if not decisions:
+        await outbox.insert(conn, also)
+        return set()
+    ds = [d for d, _, _ in decisions]
+    rows = await conn.fetch(
+        """
+        INSERT INTO compliance_decision (decision_id, event_id, application_id, nib, action,
+            region_code, outcome, reason_codes, reasons, enrolment_as_of, enrolment_version,
+            policy_version, decided_at, supersedes)
+        SELECT u.decision_id, u.event_id, u.application_id, u.nib, u.action, u.region_code,
+            u.outcome, string_to_array(u.reason_codes, ','), u.reasons::jsonb, u.enrolment_as_of,
+            u.enrolment_version, u.policy_version, u.decided_at, u.supersedes
+        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::bigint[], $12::text[],
+            $13::timestamptz[], $14::uuid[])
+        AS u(decision_id, event_id, application_id, nib, action, region_code, outcome,
+             reason_codes, reasons, enrolment_as_of, enrolment_version, policy_version,
+             decided_at, supersedes)
+        ON CONFLICT (decision_id) DO NOTHING
+        RETURNING decision_id
+        """,
+        [d.decision_id for d in ds],
+        [event_key for _, event_key, _ in decisions],
+        [d.application_id for d in ds],
+        [d.nib for d in ds],
+        [d.action.value if d.action else None for d in ds],
+        [d.region_code for d in ds],
+        [d.outcome.value for d in ds],
+        [",".join(r.code.value for r in d.reasons) for d in ds],
+        [json.dumps([r.model_dump(mode="json") for r in d.reasons]) for d in ds],
+        [d.enrolment_as_of for d in ds],
+        [v for _, _, v in decisions],
+        [d.policy_version for d in ds],
+        [d.decided_at for d in ds],
+        [d.supersedes for d in ds],
+    )
+    stored: set[UUID] = {r["decision_id"] for r in rows}
+    await outbox.insert(
+        conn,
+        [
+            *(
+                outbox.OutboxRow(
+                    topic=topic,
+                    key=(d.nib or d.application_id).encode(),
+                    headers=binary_headers(
+                        event_id=str(d.decision_id),
+                        source=source,
+                        ce_type=CE_TYPE_DECISION,
+                        time=d.decided_at,
+                        subject=d.application_id,
+                    ),
+                    value=d.model_dump_json().encode(),
+                    kind="decision",
+                )
+                for d in ds
+                if d.decision_id in stored
+            ),
+            *also,
+        ],
+    )
+    return stored

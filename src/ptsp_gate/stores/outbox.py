@@ -1,0 +1,95 @@
+"""The transactional outbox's table: rows written in the same transaction as the state they
+announce, published later by the relay (`ptsp_gate.runtime.relay`), and the parked rows the broker
+refused for good."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+
+from ptsp_gate.contract.cloudevents import Headers, pack_headers
+from ptsp_gate.observability.metrics import Metrics
+
+NOTIFY_CHANNEL = "ptsp_gate_outbox"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    topic: str
+    key: bytes | None
+    headers: Headers
+    value: bytes | None
+    kind: str  # "decision" | "dlq"
+
+
+async def insert(conn: asyncpg.Connection, rows: Sequence[OutboxRow]) -> None:
+    if not rows:
+        return
+    # The relay is woken in the same round trip; NOTIFY is delivered at commit.
+    await conn.execute(
+        "WITH ins AS (INSERT INTO outbox (topic, key, headers, value, kind)"
+        " SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::bytea[], $5::text[])"
+        " RETURNING 1)"
+        " SELECT pg_notify($6, '') FROM (SELECT 1 FROM ins LIMIT 1) AS any_row",
+        [r.topic for r in rows],
+        [r.key for r in rows],
+        [pack_headers(r.headers) for r in rows],
+        [r.value for r in rows],
+        [r.kind for r in rows],
+        NOTIFY_CHANNEL,
+    )
+
+
+async def park(conn: asyncpg.Connection, reasons: dict[int, str]) -> None:
+    """Move refused rows out of the outbox, in the caller's transaction."""
+    await conn.execute(
+        """
+        WITH moved AS (DELETE FROM outbox WHERE id = ANY($1::bigint[]) RETURNING *)
+        INSERT INTO outbox_parked (id, topic, key, headers, value, kind, created_at, error)
+        SELECT m.id, m.topic, m.key, m.headers, m.value, m.kind, m.created_at, u.error
+        FROM moved m JOIN unnest($1::bigint[], $2::text[]) AS u(id, error) ON u.id = m.id
+        """,
+        list(reasons),
+        list(reasons.values()),
+    )
+
+
+async def retry_parked(conn: asyncpg.Connection, ids: Sequence[int] | None) -> list[int]:
+    """Put parked rows back at the end of the outbox (all of them when `ids` is None); returns
+    the ids moved. A row gets a new outbox id: it is published after the rows now waiting."""
+    rows = await conn.fetch(
+        """
+        WITH moved AS (
+            DELETE FROM outbox_parked WHERE $1::bigint[] IS NULL OR id = ANY($1::bigint[])
+            RETURNING *
+        ), ins AS (
+            INSERT INTO outbox (topic, key, headers, value, kind, created_at)
+            SELECT topic, key, headers, value, kind, created_at FROM moved ORDER BY id
+            RETURNING 1
+        )
+        SELECT id FROM moved ORDER BY id
+        """,
+        None if ids is None else list(ids),
+    )
+    if rows:
+        await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+    return [r["id"] for r in rows]
+
+
+async def sample_backlog(conn: asyncpg.Connection, metrics: Metrics) -> None:
+    """Backlog gauges, read by every instance whether or not it leads the relay: a leader that
+    cannot publish (broker down) must still show the backlog growing."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS n,"
+        " (SELECT created_at FROM outbox ORDER BY id LIMIT 1) AS oldest,"
+        " (SELECT count(*) FROM outbox_parked) AS parked FROM outbox"
+    )
+    assert row is not None
+    metrics.outbox_pending.set(row["n"])
+    metrics.outbox_parked.set(row["parked"])
+    oldest = row["oldest"]
+    age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
+    metrics.outbox_oldest_age.set(max(age, 0.0))
