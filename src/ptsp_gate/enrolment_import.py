@@ -59,6 +59,7 @@ from stdnum.id import npwp as stdnum_npwp
 
 from ptsp_gate.contract.events import MAX_INT64, EnrolmentStatus, PdsFlag, Program, Segment
 from ptsp_gate.observability.logging import mask_text
+from ptsp_gate.redecide import Redecider
 from ptsp_gate.reports.render import spreadsheet_text
 from ptsp_gate.stores.enrolments import NEWER_VERSION_WINS
 
@@ -867,16 +868,6 @@ async def _merge(conn: asyncpg.Connection, event_prefix: str) -> tuple[int, list
     raise AssertionError("unreachable")
 
 
-@dataclass(frozen=True, slots=True)
-class Redecider:
-    """How to re-decide the open applications of changed employers (see services.redecide)."""
-
-    policies: Any
-    window_days: int
-    decisions_topic: str
-    event_source: str
-
-
 async def import_snapshot(
     conn: asyncpg.Connection,
     path: Path,
@@ -984,16 +975,6 @@ async def _redecide(
 ) -> int:
     if not nibs:
         return 0
-    # Imported here: the re-decider pulls in the whole policy engine, the parser above does not.
-    from ptsp_gate.redecide import redecide_employers
+    from ptsp_gate.stores.unit_of_work import PostgresStore
 
-    changes = await redecide_employers(
-        conn,
-        nibs,
-        policies=redecider.policies,
-        window_days=redecider.window_days,
-        now=now,
-        decisions_topic=redecider.decisions_topic,
-        event_source=redecider.event_source,
-    )
-    return len(changes)
+    return len(await redecider.employers(PostgresStore(conn), nibs, now))

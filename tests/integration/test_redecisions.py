@@ -13,7 +13,9 @@ import pytest
 from ptsp_gate import demo
 from ptsp_gate.contract.events import EnrolmentState
 from ptsp_gate.policy import load_policy_book
+from ptsp_gate.runtime.context import HandlerContext
 from ptsp_gate.stores import enrolments
+from ptsp_gate.stores.unit_of_work import postgres_transactions
 from ptsp_gate_permit_checker.sweep import sweep_once
 
 from .conftest import eventually
@@ -204,9 +206,14 @@ async def test_sweep_resolves_pending_from_data_loaded_behind_the_stream(
             "INSERT INTO region_snapshot (region_code, complete_as_of, source_file, rows_in_file)"
             " VALUES ('7314', now(), 'snapshot.csv', 1)"
         )
-        metrics = running["permit-checker"].metrics
-        changes = await sweep_once(pool, metrics, settings, load_policy_book(regional))
-        again = await sweep_once(pool, metrics, settings, load_policy_book(regional))
+        ctx = HandlerContext.from_settings(
+            settings,
+            transactions=postgres_transactions(pool),
+            metrics=running["permit-checker"].metrics,
+            policies=load_policy_book(regional),
+        )
+        changes = await sweep_once(ctx)
+        again = await sweep_once(ctx)
     assert changes is not None
     assert {(c.application_id, c.to_outcome) for c in changes} == {
         (known["application_id"], "CLEARED"),
@@ -215,5 +222,5 @@ async def test_sweep_resolves_pending_from_data_loaded_behind_the_stream(
     assert again == []
     latest = await _decisions_for(db, unknown["application_id"])
     assert list(latest[-1]["reason_codes"]) == ["NOT_REGISTERED"]
-    assert metrics.sweep_runs.labels("ok")._value.get() == 2
-    assert metrics.redecisions.labels("PENDING", "BLOCKED")._value.get() == 1
+    assert ctx.metrics.sweep_runs.labels("ok")._value.get() == 2
+    assert ctx.metrics.redecisions.labels("PENDING", "BLOCKED")._value.get() == 1

@@ -28,6 +28,7 @@ import yaml
 from pydantic import AliasChoices
 
 from ptsp_gate.config import Settings
+from ptsp_gate.policy import load_policy_book
 from ptsp_gate.runtime.service import Service, ServiceSpec
 
 ROOT = Path(__file__).parents[2]
@@ -502,11 +503,12 @@ def test_deployments_run_each_service_with_probes_the_app_serves() -> None:
 
 
 def test_the_probe_and_metrics_paths_are_routes_of_the_app() -> None:
-    async def handler(records: Any) -> None:
-        return None
-
     spec = ServiceSpec(
-        name="permit-checker", topic="t", group="g", make_handler=lambda pool, metrics: handler
+        name="permit-checker",
+        topic="t",
+        group="g",
+        policies=load_policy_book(None),
+        make_handler=lambda ctx: None,  # type: ignore[arg-type,return-value]
     )
     settings = Settings(
         kafka_bootstrap_servers="127.0.0.1:9", database_url="postgresql://x@127.0.0.1:9/x"

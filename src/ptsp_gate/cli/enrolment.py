@@ -45,13 +45,14 @@ async def _import(args: argparse.Namespace, settings: Settings) -> int:
     from ptsp_gate.adapters.postgres import connect
     from ptsp_gate.cli.commands import database
     from ptsp_gate.policy import PolicyError, load_policy_book
+    from ptsp_gate.redecide import Redecider
 
     file, rejects = _paths(args)
     try:
         policies = load_policy_book(settings.policy_dir)
     except PolicyError as exc:
         raise CommandError(str(exc)) from exc
-    redecider = enrolment_import.Redecider(
+    redecider = Redecider(
         policies=policies,
         window_days=settings.redecide_window_days,
         decisions_topic=settings.topic_decisions,

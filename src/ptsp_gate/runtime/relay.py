@@ -23,12 +23,9 @@ from ptsp_gate.adapters.postgres import TRANSIENT_DB_ERRORS, connect
 from ptsp_gate.contract.cloudevents import unpack_headers
 from ptsp_gate.observability.logging import get_logger
 from ptsp_gate.observability.metrics import Metrics
-from ptsp_gate.stores.outbox import NOTIFY_CHANNEL, park
+from ptsp_gate.stores import outbox
 
 log = get_logger(__name__)
-
-# Only the holder of this advisory lock publishes; others stand by and take over if it dies.
-_RELAY_LOCK = 0x7074_7370_0002
 
 # Refusals that no retry can change: the record is too large for the producer or the broker, the
 # topic name is invalid, or this client may not write to the topic (fixing the ACL and running
@@ -113,12 +110,12 @@ class OutboxRelay:
     async def _lead(self) -> None:
         conn = await connect(self._dsn)
         try:
-            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK):
+            while not await outbox.take_relay_lead(conn):
                 if self._stopping.is_set():
                     return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), 1.0)
-            await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+            await conn.add_listener(outbox.NOTIFY_CHANNEL, lambda *_: self._wake.set())
             await self._publish_loop(conn)
         finally:
             with contextlib.suppress(*TRANSIENT_DB_ERRORS, asyncpg.PostgresError):
@@ -135,10 +132,7 @@ class OutboxRelay:
             # Read before fetching: stopping ends the loop only after a fetch that began after the
             # stop was requested comes back empty, so every committed row is published.
             stopping = self._stopping.is_set()
-            rows = await conn.fetch(
-                "SELECT id, topic, key, headers, value, kind FROM outbox ORDER BY id LIMIT $1",
-                self._batch_size,
-            )
+            rows = await outbox.pending(conn, self._batch_size)
             if rows:
                 if self._producer is None:
                     self._producer = await self._started_producer()
@@ -185,12 +179,7 @@ class OutboxRelay:
             await self._discard_producer()
             alone_failure = await self._send_alone(suspects, published, refused)
             failure = failure or alone_failure
-        async with conn.transaction():
-            await conn.execute(
-                "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in published]
-            )
-            if refused:
-                await park(conn, refused)
+        await outbox.settle(conn, [r["id"] for r in published], refused)
         kinds: dict[str, int] = {}
         for r in published:
             kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
 
 from ptsp_gate.contract.cloudevents import binary_headers
-from ptsp_gate.contract.events import CE_TYPE_DECISION, ComplianceDecision
+from ptsp_gate.contract.events import CE_TYPE_DECISION, ComplianceDecision, PermitApplication
 from ptsp_gate.stores import outbox
 
 
@@ -89,3 +91,61 @@ async def store_decisions(
         ],
     )
     return stored
+
+
+@dataclass(frozen=True, slots=True)
+class OpenDecision:
+    """The latest decision of an application that may still change, with the application."""
+
+    decision_id: UUID
+    outcome: str
+    reason_codes: tuple[str, ...]
+    event_id: str
+    application: PermitApplication
+
+
+# The latest non-rejected decision of each application, with the application event it was about.
+_LATEST = """
+    SELECT DISTINCT ON (d.application_id)
+           d.decision_id, d.application_id, d.nib, d.outcome, d.reason_codes, d.event_id,
+           a.payload
+    FROM compliance_decision d
+    JOIN permit_application a ON a.event_id = d.event_id
+    WHERE d.outcome <> 'REJECTED' AND a.submitted_at >= $1 AND {which}
+    ORDER BY d.application_id, d.seq DESC
+"""
+# A semi-join against the unnested array: hashed, so a million changed employers is one pass.
+_OF_EMPLOYERS = _LATEST.format(which="d.nib IN (SELECT unnest($2::text[]))")
+_WITH_PENDING = _LATEST.format(
+    which="d.application_id IN (SELECT p.application_id FROM compliance_decision p"
+    " WHERE p.outcome = 'PENDING' AND p.decided_at >= $1)"
+)
+
+
+async def latest_of_employers(
+    conn: asyncpg.Connection, nibs: Sequence[str], submitted_since: datetime
+) -> list[OpenDecision]:
+    """The latest decision of each application of these employers submitted since then, unless
+    it rejected the application."""
+    return _open(await conn.fetch(_OF_EMPLOYERS, submitted_since, list(nibs)))
+
+
+async def latest_of_pending(conn: asyncpg.Connection, since: datetime) -> list[OpenDecision]:
+    """The latest decision of each application decided PENDING since then (and submitted since
+    then), unless it rejected the application."""
+    return _open(await conn.fetch(_WITH_PENDING, since))
+
+
+def _open(rows: Sequence[asyncpg.Record]) -> list[OpenDecision]:
+    # Stored payloads were validated strictly on the way in; read back from JSON, dates and enums
+    # are strings again, which only lax mode accepts.
+    return [
+        OpenDecision(
+            decision_id=r["decision_id"],
+            outcome=r["outcome"],
+            reason_codes=tuple(r["reason_codes"]),
+            event_id=r["event_id"],
+            application=PermitApplication.model_validate(r["payload"], strict=False),
+        )
+        for r in rows
+    ]

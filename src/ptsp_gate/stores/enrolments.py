@@ -1,4 +1,5 @@
-"""Reading and writing the enrolment projection (used by both services)."""
+"""Reading and writing the enrolment projection (used by both services and the bulk import),
+and what the projection's metrics read from it."""
 
 from __future__ import annotations
 
@@ -107,3 +108,43 @@ async def apply_newer(
         list(event_ids),
     )
     return {r["nib"] for r in rows}
+
+
+async def complete_regions(conn: asyncpg.Connection, regions: Iterable[str | None]) -> set[str]:
+    """Regions whose complete BPJS TK snapshot has been loaded."""
+    wanted = sorted({r for r in regions if r})
+    if not wanted:
+        return set()
+    rows = await conn.fetch(
+        "SELECT region_code FROM region_snapshot WHERE region_code = ANY($1::text[])", wanted
+    )
+    return {r["region_code"] for r in rows}
+
+
+async def import_totals(conn: asyncpg.Connection | asyncpg.Pool) -> asyncpg.Record | None:
+    """Rows applied, stale and rejected, and re-decisions, over every bulk import so far."""
+    return await conn.fetchrow(
+        """
+        SELECT coalesce(sum(rows_applied), 0) AS applied,
+               coalesce(sum(rows_stale), 0) AS stale,
+               coalesce(sum(rows_rejected), 0) AS rejected,
+               coalesce(sum(redecisions), 0) AS redecisions
+        FROM enrolment_import
+        """
+    )
+
+
+async def freshness(
+    conn: asyncpg.Connection | asyncpg.Pool, max_age_days: int
+) -> asyncpg.Record | None:
+    """The newest as-of date, and how many states are within / beyond `max_age_days`. One scan
+    of the projection: call it rarely, since a province holds up to a few million employers."""
+    return await conn.fetchrow(
+        """
+        SELECT max(as_of) AS newest,
+               count(*) FILTER (WHERE as_of >= now() - make_interval(days => $1)) AS fresh,
+               count(*) FILTER (WHERE as_of < now() - make_interval(days => $1)) AS stale
+        FROM employer_enrolment
+        """,
+        max_age_days,
+    )

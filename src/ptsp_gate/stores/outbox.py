@@ -14,6 +14,8 @@ from ptsp_gate.contract.cloudevents import Headers, pack_headers
 from ptsp_gate.observability.metrics import Metrics
 
 NOTIFY_CHANNEL = "ptsp_gate_outbox"
+# Only the holder of this advisory lock publishes; others stand by and take over if it dies.
+_RELAY_LOCK = 0x7074_7370_0002
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +95,27 @@ async def sample_backlog(conn: asyncpg.Connection, metrics: Metrics) -> None:
     oldest = row["oldest"]
     age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
     metrics.outbox_oldest_age.set(max(age, 0.0))
+
+
+async def take_relay_lead(conn: asyncpg.Connection) -> bool:
+    """Try to become the one publisher; held for as long as this session lives."""
+    return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK))
+
+
+async def pending(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    """The oldest rows waiting for publication, in the order they were written."""
+    return list(
+        await conn.fetch(
+            "SELECT id, topic, key, headers, value, kind FROM outbox ORDER BY id LIMIT $1", limit
+        )
+    )
+
+
+async def settle(
+    conn: asyncpg.Connection, published: Sequence[int], refused: dict[int, str]
+) -> None:
+    """Remove what the broker acknowledged and park what it refused for good, at once."""
+    async with conn.transaction():
+        await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", list(published))
+        if refused:
+            await park(conn, refused)

@@ -1,4 +1,5 @@
-"""Background work of the enrolment-sync service: metrics that only the database can answer."""
+"""The enrolment-sync service's background work: metrics that only the database can answer
+(bulk import totals, the projection's freshness)."""
 
 from __future__ import annotations
 
@@ -9,24 +10,9 @@ import asyncpg
 
 from ptsp_gate.observability.logging import get_logger
 from ptsp_gate.observability.metrics import Metrics
+from ptsp_gate.stores import enrolments
 
 log = get_logger(__name__)
-
-_IMPORTS = """
-SELECT coalesce(sum(rows_applied), 0) AS applied,
-       coalesce(sum(rows_stale), 0) AS stale,
-       coalesce(sum(rows_rejected), 0) AS rejected,
-       coalesce(sum(redecisions), 0) AS redecisions
-FROM enrolment_import
-"""
-
-# One scan of the projection; run rarely, since a province holds up to a few million employers.
-_FRESHNESS = """
-SELECT max(as_of) AS newest,
-       count(*) FILTER (WHERE as_of >= now() - make_interval(days => $1)) AS fresh,
-       count(*) FILTER (WHERE as_of < now() - make_interval(days => $1)) AS stale
-FROM employer_enrolment
-"""
 
 
 async def projection_metrics_refresher(
@@ -44,13 +30,13 @@ async def projection_metrics_refresher(
     next_freshness = 0.0
     while True:
         try:
-            row = await pool.fetchrow(_IMPORTS)
+            row = await enrolments.import_totals(pool)
             if row is not None:
                 for result in ("applied", "stale", "rejected"):
                     metrics.import_rows.labels(result).set(row[result])
                 metrics.import_redecisions.set(row["redecisions"])
             if time.monotonic() >= next_freshness:
-                row = await pool.fetchrow(_FRESHNESS, max_age_days)
+                row = await enrolments.freshness(pool, max_age_days)
                 next_freshness = time.monotonic() + freshness_every_s
                 if row is not None:
                     if row["newest"] is not None:

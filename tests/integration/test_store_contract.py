@@ -1,0 +1,138 @@
+"""The in-memory store that the services' unit tests run on behaves as the PostgreSQL store:
+the same records through the same handlers leave the same decisions, answers, dead letters and
+dedupe records in both."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+
+from ptsp_gate import demo
+from ptsp_gate.adapters.postgres import create_pool
+from ptsp_gate.contract import dead_letter
+from ptsp_gate.contract.cloudevents import unpack_headers
+from ptsp_gate.runtime.context import HandlerContext
+from ptsp_gate.runtime.in_memory import InMemory, Record
+from ptsp_gate.stores.unit_of_work import postgres_transactions
+from ptsp_gate_enrolment_sync.sync import EnrolmentSync
+from ptsp_gate_permit_checker.checker import PermitChecker
+from ptsp_gate_permit_checker.sweep import sweep_once
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+WORLD = InMemory(now=NOW)  # its settings name the topics both runs use
+
+
+def _script() -> list[tuple[str, list[Record]]]:
+    """Batches in order: which handler, which records. Made once, so that both stores see the
+    very same event ids."""
+    scenarios = demo.scenarios(NOW)
+    enrolments = WORLD.enrolments()
+    applications = WORLD.applications()
+    states = [
+        enrolments.record(*demo.enrolment_record(s.enrolment)) for s in scenarios if s.enrolment
+    ]
+    apps: list[Record] = []
+    for s in scenarios:
+        key, headers, value = demo.application_record(s.application, s.ce_type)
+        apps.append(applications.record(key, headers, s.raw_override or value))
+    reused = str(uuid.uuid4())
+    conflict = [
+        applications.record(*demo.application_record(demo.application(n, now=NOW), event_id=reused))
+        for n in (900, 901)
+    ]
+    # The employer of a pending scenario arrives later, and a stale copy of one after that.
+    late = [
+        enrolments.record(*demo.enrolment_record(demo.enrolment(900, now=NOW, version=2))),
+        enrolments.record(*demo.enrolment_record(demo.enrolment(900, now=NOW, version=1))),
+    ]
+    return [
+        ("sync", states),
+        ("check", apps[: len(apps) // 2]),
+        ("check", apps),  # half of it a redelivery
+        ("check", conflict),
+        ("sync", late),
+        ("sweep", []),
+    ]
+
+
+SCRIPT = _script()
+
+
+async def _run(ctx: HandlerContext) -> None:
+    for step, records in SCRIPT:
+        if step == "sync":
+            await EnrolmentSync(ctx).handle_batch(records)
+        elif step == "check":
+            await PermitChecker(ctx).handle_batch(records)
+        else:
+            await sweep_once(ctx)
+
+
+def _decision_facts(decisions: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
+    return {
+        (
+            d["application_id"],
+            d["outcome"],
+            tuple(r["code"] for r in d["reasons"]),
+            str(d["decision_id"]),
+            str(d["supersedes"]) if d["supersedes"] else None,
+        )
+        for d in decisions
+    }
+
+
+@pytest.fixture
+async def pool(db_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(db_dsn, 2)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def test_memory_and_postgres_stores_agree(pool: asyncpg.Pool) -> None:
+    memory = InMemory(now=NOW)
+    await _run(memory.context())
+
+    on_postgres = dataclasses.replace(
+        HandlerContext.from_settings(
+            WORLD.settings,
+            transactions=postgres_transactions(pool),
+            metrics=InMemory().metrics,
+            policies=WORLD.policies,
+        ),
+        clock=lambda: NOW,
+    )
+    await _run(on_postgres)
+
+    rows = await pool.fetch("SELECT kind, headers, value FROM outbox ORDER BY id")
+    pg_decisions = [json.loads(r["value"]) for r in rows if r["kind"] == "decision"]
+    mem_decisions = [
+        json.loads(r.value or b"") for r in memory.state.outbox if r.kind == "decision"
+    ]
+    assert _decision_facts(mem_decisions) == _decision_facts(pg_decisions)
+    assert len(mem_decisions) == len(pg_decisions)
+
+    def codes(headers: list[tuple[str, bytes]]) -> bytes:
+        return dict(headers)[dead_letter.ERROR_CODE]
+
+    pg_dead = sorted(codes(unpack_headers(r["headers"])) for r in rows if r["kind"] == "dlq")
+    mem_dead = sorted(codes(list(r.headers)) for r in memory.state.outbox if r.kind == "dlq")
+    assert mem_dead == pg_dead
+    assert b"ID_CONFLICT" in mem_dead
+
+    pg_versions = dict(await pool.fetch("SELECT nib, version FROM employer_enrolment"))
+    assert {n: s.version for n, s in memory.state.enrolments.items()} == pg_versions
+    pg_keys = {
+        (r["topic"], r["event_key"]) for r in await pool.fetch("SELECT * FROM processed_event")
+    }
+    assert set(memory.state.processed) == pg_keys
