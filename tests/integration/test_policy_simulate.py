@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from ptsp_gate import demo
 from ptsp_gate.adapters.postgres import connect
 from ptsp_gate.cli import policy
-from ptsp_gate.cli.errors import CommandError
+from ptsp_gate.cli.common import CommandError
 from ptsp_gate.config import Settings
 from ptsp_gate.contract.events import EnrolmentState
 from ptsp_gate.reports.simulate import read_only

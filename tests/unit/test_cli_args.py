@@ -84,12 +84,12 @@ def test_an_empty_policy_directory_means_the_packaged_policy(monkeypatch) -> Non
 def test_a_database_error_under_any_command_is_one_line(monkeypatch, capsys) -> None:
     import asyncpg
 
-    from ptsp_gate.cli import commands
+    from ptsp_gate.cli import officer
 
     async def refused(args, settings):  # type: ignore[no-untyped-def]
         raise asyncpg.InsufficientPrivilegeError("permission denied for table compliance_decision")
 
-    monkeypatch.setattr(commands, "dispatch", lambda args: refused(args, None))
+    monkeypatch.setattr(officer, "flagged", refused)
     assert main(["flagged"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
