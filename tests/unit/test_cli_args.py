@@ -6,6 +6,8 @@ import pytest
 
 from ptsp_gate.cli.main import main
 
+from ..cli_helpers import usage_error
+
 
 @pytest.mark.parametrize(
     "argv",
@@ -31,12 +33,7 @@ from ptsp_gate.cli.main import main
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, capsys) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) <= 2  # argparse's usage line, at most, plus ours
-    assert err[-1].startswith("ptsp-gate")
+    usage_error(capsys, argv)
 
 
 def test_services_need_their_connections(monkeypatch, capsys) -> None:

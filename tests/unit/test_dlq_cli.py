@@ -25,6 +25,8 @@ from ptsp_gate.dlq.records import (
 )
 from ptsp_gate.runtime import intake
 
+from ..cli_helpers import usage_error
+
 NOW = datetime(2026, 3, 2, 8, 30, tzinfo=UTC)
 NIK = "7314015505900001"
 SETTINGS = Settings(topic_applications="apps", topic_enrolment="enrol")
@@ -101,12 +103,7 @@ def _dead(original: Rec | None = None, code: str = "SCHEMA_VIOLATION", **at: obj
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, capsys) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) <= 2  # argparse's usage line, at most, plus ours
-    assert err[-1].startswith("ptsp-gate")
+    usage_error(capsys, argv)
 
 
 @pytest.mark.parametrize(
