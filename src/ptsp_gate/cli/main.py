@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from ptsp_gate import __version__
 from ptsp_gate.cli import broker, dev, dlq, enrolment, migrate, officer, outbox, policy, run
-from ptsp_gate.cli.common import CommandError, Parser, one_line, subcommands
+from ptsp_gate.cli.common import CommandError, Handler, Parser, one_line, subcommands
 from ptsp_gate.config import Settings
 
 # In the order `ptsp-gate --help` lists them.
@@ -59,9 +59,9 @@ def _infrastructure_error(exc: BaseException) -> str | None:
 
 
 async def _carry_out(args: argparse.Namespace) -> int:
+    handler: Handler = args.handler  # set by the command group's parser
     # Read here, inside the error handling below, so that a bad setting is one line too.
-    settings = Settings()
-    return await args.handler(args, settings)  # type: ignore[no-any-return]
+    return await handler(args, Settings())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
