@@ -189,3 +189,23 @@ def output_of(proc: subprocess.Popen[bytes]) -> str:
     output = proc.output_file  # type: ignore[attr-defined]
     output.seek(0)
     return output.read().decode(errors="replace")
+
+
+async def decide_scenarios(
+    settings: Settings,
+    producer: AIOKafkaProducer,
+    bootstrap: list[str],
+    db: Any,
+    scenarios: list[demo.Scenario],
+) -> None:
+    """The demo scenarios through both services: their enrolments applied first, then their
+    applications sent, until each application's decision is on the decisions topic."""
+    async with services(settings):
+        enrolments = [s.enrolment for s in scenarios if s.enrolment]
+        records = [demo.enrolment_record(e) for e in enrolments]
+        await send(producer, settings.topic_enrolment, records)
+        while await db.fetchval("SELECT count(*) FROM employer_enrolment") < len(enrolments):
+            await asyncio.sleep(0.1)
+        records = [demo.application_record(s.application, s.ce_type) for s in scenarios]
+        await send(producer, settings.topic_applications, records)
+        await read_topic(bootstrap, settings.topic_decisions, len(scenarios))

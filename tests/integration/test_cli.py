@@ -21,21 +21,15 @@ from ptsp_gate.adapters import migrations
 from ptsp_gate.adapters.postgres import connect
 from ptsp_gate.config import Settings
 
+from ..cli_helpers import console
 from .conftest import eventually, kafka_engine
-from .support import read_topic, send, services
+from .support import decide_scenarios
 
 pytestmark = pytest.mark.integration
 
 
 def _cli(dsn: str, *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ptsp_gate.cli.main", *argv],
-        env={**os.environ, "DATABASE_URL": dsn},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return console(*argv, env={**os.environ, "DATABASE_URL": dsn})
 
 
 async def test_migrate_is_idempotent_and_safe_concurrently(server_dsn) -> None:
@@ -63,17 +57,7 @@ async def test_migrate_is_idempotent_and_safe_concurrently(server_dsn) -> None:
 
 async def test_officer_commands_on_real_decisions(settings, producer, bootstrap, db, db_dsn):
     scenarios = demo.scenarios(datetime.now(UTC))
-    async with services(settings):
-        enrol = [s.enrolment for s in scenarios if s.enrolment]
-        await send(producer, settings.topic_enrolment, [demo.enrolment_record(e) for e in enrol])
-        while await db.fetchval("SELECT count(*) FROM employer_enrolment") < len(enrol):
-            await asyncio.sleep(0.1)
-        await send(
-            producer,
-            settings.topic_applications,
-            [demo.application_record(s.application, s.ce_type) for s in scenarios],
-        )
-        await read_topic(bootstrap, settings.topic_decisions, len(scenarios))
+    await decide_scenarios(settings, producer, bootstrap, db, scenarios)
     blocked = {s.application["employer"]["nib"] for s in scenarios if s.expect_outcome == "BLOCKED"}
 
     out = await asyncio.to_thread(_cli, db_dsn, "flagged", "--format", "json")
@@ -156,23 +140,15 @@ async def test_officer_command_on_unmigrated_database_is_one_line(server_dsn) ->
 def test_dev_shows_every_outcome(tmp_path, db_dsn) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS",)}
     env.update({"PTSP_GATE_DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": db_dsn})
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ptsp_gate.cli.main",
-            "dev",
-            "--exit-after-demo",
-            "--permit-checker-port",
-            "19101",
-            "--enrolment-sync-port",
-            "19102",
-        ],
+    proc = console(
+        "dev",
+        "--exit-after-demo",
+        "--permit-checker-port",
+        "19101",
+        "--enrolment-sync-port",
+        "19102",
         env=env,
-        capture_output=True,
-        text=True,
         timeout=180,
-        check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for outcome in ("CLEARED", "BLOCKED", "PENDING", "REJECTED"):

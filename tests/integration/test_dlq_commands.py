@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from ptsp_gate.dlq.records import DeadLetter
 from ptsp_gate.stores import dlq_replays
 from ptsp_gate_permit_checker import checker
 
+from ..cli_helpers import console
 from .conftest import eventually
 from .support import decisions, header, read_topic, send, services
 
@@ -47,15 +47,7 @@ def _env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 async def _dlq(settings: Settings, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "ptsp_gate.cli.main", "dlq", *argv],
-        env=_env(settings, **env),
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
+    return await asyncio.to_thread(console, "dlq", *argv, env=_env(settings, **env), timeout=90)
 
 
 def _by_application(records: list[Any]) -> dict[str, list[str]]:

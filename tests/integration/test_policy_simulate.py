@@ -10,7 +10,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,26 +22,20 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from ptsp_gate import demo
 from ptsp_gate.adapters.postgres import connect
 from ptsp_gate.cli import policy
-from ptsp_gate.cli.errors import CommandError
+from ptsp_gate.cli.common import CommandError
 from ptsp_gate.config import Settings
 from ptsp_gate.contract.events import EnrolmentState
 from ptsp_gate.reports.simulate import read_only
 from ptsp_gate.stores import enrolments
 
+from ..cli_helpers import console, counts, transitions, write
 from .conftest import PARTITIONS
-from .support import read_topic, send, services
+from .support import decide_scenarios
 
 pytestmark = pytest.mark.integration
 
 REPO_POLICIES = Path(__file__).resolve().parents[2] / "policies"
 STRICT = 'version = "strict-1"\narrears_tolerance_months = 0\n'
-
-
-def write(root: Path, relative: str, text: str) -> Path:
-    path = root / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 async def enrol(db: asyncpg.Connection, n: int, now: datetime, **changes: Any) -> None:
@@ -126,10 +119,6 @@ async def simulate(
     return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
 
 
-def transitions(report: dict[str, Any]) -> dict[tuple[str, str], int]:
-    return {(t["current"], t["candidate"]): t["applications"] for t in report["transitions"]}
-
-
 def blocked(report: dict[str, Any]) -> list[tuple[str, str, int, list[str]]]:
     return [
         (e["nib"], e["region_code"], e["applications"], e["new_reason_codes"])
@@ -187,18 +176,11 @@ async def test_stricter_arrears_tolerance(db, db_dsn, tmp_path, capsys) -> None:
     assert report["policy_versions"] == [
         {"current": "national-2026.1", "candidate": "strict-1", "applications": 10}
     ]
-    assert transitions(report) == {
-        ("CLEARED", "CLEARED"): 1,
-        ("CLEARED", "BLOCKED"): 6,
-        ("BLOCKED", "BLOCKED"): 2,
-        ("PENDING", "PENDING"): 1,
-    }
-    assert report["changed"] == {"applications": 7, "outcome": 6, "reasons_only": 1}
-    assert report["drift"] == {
-        "applications": 1,
-        "no_stored_decision": 0,
-        "transitions": [{"stored": "BLOCKED", "current": "CLEARED", "applications": 1}],
-    }
+    assert counts(report) == (
+        "BLOCKED->BLOCKED 2, CLEARED->BLOCKED 6, CLEARED->CLEARED 1, PENDING->PENDING 1; "
+        "changed 7: outcome 6, reasons only 1; "
+        "drift 1, no stored decision 0: BLOCKED->CLEARED 1"
+    )
     assert blocked(report) == [
         (demo.nib(6), "3201", 1, ["ARREARS"]),
         (demo.nib(9), "3201", 1, ["ARREARS"]),
@@ -289,14 +271,7 @@ async def test_the_transaction_refuses_writes(db) -> None:
 
 def _cli(dsn: str, *argv: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "PTSP_GATE_POLICY_DIR"}
-    return subprocess.run(
-        [sys.executable, "-m", "ptsp_gate.cli.main", *argv],
-        env={**env, "DATABASE_URL": dsn},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return console(*argv, env={**env, "DATABASE_URL": dsn})
 
 
 async def _database_state(db: asyncpg.Connection) -> dict[str, Any]:
@@ -347,19 +322,7 @@ async def test_simulate_changes_nothing_in_the_database_or_on_kafka(
             demo.enrolment(50, arrears=1, now=now),
         )
         scenarios.append(extra)
-        async with services(settings):
-            enrolments = [s.enrolment for s in scenarios if s.enrolment]
-            await send(
-                producer, settings.topic_enrolment, [demo.enrolment_record(e) for e in enrolments]
-            )
-            while await db.fetchval("SELECT count(*) FROM employer_enrolment") < len(enrolments):
-                await asyncio.sleep(0.1)
-            await send(
-                producer,
-                settings.topic_applications,
-                [demo.application_record(s.application, s.ce_type) for s in scenarios],
-            )
-            await read_topic(bootstrap, settings.topic_decisions, len(scenarios))
+        await decide_scenarios(settings, producer, bootstrap, db, scenarios)
         # Something to lose: an outbox row not yet published must still be there afterwards.
         await db.execute(
             "INSERT INTO outbox (topic, key, headers, value, kind)"

@@ -6,6 +6,8 @@ import pytest
 
 from ptsp_gate.cli.main import main
 
+from ..cli_helpers import usage_error
+
 
 @pytest.mark.parametrize(
     "argv",
@@ -31,12 +33,7 @@ from ptsp_gate.cli.main import main
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, capsys) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) <= 2  # argparse's usage line, at most, plus ours
-    assert err[-1].startswith("ptsp-gate")
+    usage_error(capsys, argv)
 
 
 def test_services_need_their_connections(monkeypatch, capsys) -> None:
@@ -84,12 +81,12 @@ def test_an_empty_policy_directory_means_the_packaged_policy(monkeypatch) -> Non
 def test_a_database_error_under_any_command_is_one_line(monkeypatch, capsys) -> None:
     import asyncpg
 
-    from ptsp_gate.cli import commands
+    from ptsp_gate.cli import officer
 
     async def refused(args, settings):  # type: ignore[no-untyped-def]
         raise asyncpg.InsufficientPrivilegeError("permission denied for table compliance_decision")
 
-    monkeypatch.setattr(commands, "dispatch", lambda args: refused(args, None))
+    monkeypatch.setattr(officer, "flagged", refused)
     assert main(["flagged"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [

@@ -3,12 +3,11 @@ error in one line, never a traceback."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-from ptsp_gate.cli.main import main
+from ptsp_gate.cli.main import build_parser
+
+from ..cli_helpers import console, usage_error
 
 BAD_NUMBERS = [
     "abc",
@@ -44,10 +43,7 @@ BAD_NUMBERS = [
 def test_bad_number_is_a_usage_error_in_one_line(
     capsys: pytest.CaptureFixture[str], argv: list[str], value: str
 ) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main([*argv, value])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = usage_error(capsys, [*argv, value])
     assert len(err) == 1
     assert err[0].startswith("ptsp-gate ")
     assert len(err[0]) < 300  # an oversized value is not echoed in full
@@ -55,21 +51,13 @@ def test_bad_number_is_a_usage_error_in_one_line(
 
 @pytest.mark.parametrize("value", ["1", "9101", "65535", "080"])
 def test_good_ports_parse(value: str) -> None:
-    from ptsp_gate.cli.main import build_parser
-
     args = build_parser().parse_args(["run", "permit-checker", "--port", value])
     assert args.port == int(value)
 
 
 @pytest.mark.parametrize("value", ["abc", "99999", "-1"])
 def test_the_console_script_prints_no_traceback(value: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "ptsp_gate.cli.main", "run", "permit-checker", "--port", value],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = console("run", "permit-checker", "--port", value)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ptsp_gate.cli import dlq
+from ptsp_gate.cli import dlq_list
 from ptsp_gate.reports import render
 from ptsp_gate.reports.simulate import CHANGE_COLUMNS, Change, Simulation
 from ptsp_gate.reports.simulate import render as render_simulation
@@ -120,7 +120,7 @@ def test_simulate_csv() -> None:
 
 
 def _dlq_row(**values: Any) -> dict[str, Any]:
-    row: dict[str, Any] = dict.fromkeys(dlq.LIST_COLUMNS)
+    row: dict[str, Any] = dict.fromkeys(dlq_list.LIST_COLUMNS)
     row.update(
         address="apps.dlq/0/7",
         dlq_topic="apps.dlq",
@@ -143,7 +143,7 @@ def test_dlq_list_csv(hostile: str) -> None:
         _dlq_row(error_message=hostile, key=hostile, event_id=hostile),
         _dlq_row(error_message="application_id: field required", key="9120000000001"),
     ]
-    [bad, good] = parse(dlq.render_list(rows, "csv", None, filtered=False))
+    [bad, good] = parse(dlq_list.render_list(rows, "csv", None, filtered=False))
     assert bad["error_message"] == bad["key"] == bad["event_id"] == "'" + hostile
     assert (bad["dlq_partition"], bad["dlq_offset"], bad["size"]) == ("0", "7", "120")
     assert good["error_message"] == "application_id: field required"

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ptsp_gate.cli import dlq
+from ptsp_gate.cli import dlq_list, dlq_replay
 from ptsp_gate.cli.main import build_parser, main
 from ptsp_gate.config import Settings
 from ptsp_gate.contract.cloudevents import binary_headers
@@ -24,6 +24,8 @@ from ptsp_gate.dlq.records import (
     target_partition,
 )
 from ptsp_gate.runtime import intake
+
+from ..cli_helpers import usage_error
 
 NOW = datetime(2026, 3, 2, 8, 30, tzinfo=UTC)
 NIK = "7314015505900001"
@@ -101,12 +103,7 @@ def _dead(original: Rec | None = None, code: str = "SCHEMA_VIOLATION", **at: obj
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, capsys) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) <= 2  # argparse's usage line, at most, plus ours
-    assert err[-1].startswith("ptsp-gate")
+    usage_error(capsys, argv)
 
 
 @pytest.mark.parametrize(
@@ -154,9 +151,9 @@ def test_without_a_cluster_address_it_says_so_in_one_line(monkeypatch, capsys) -
     ]
 
 
-def _selection(*argv: str) -> dlq.Selection:
+def _selection(*argv: str) -> dlq_replay.Selection:
     args = build_parser().parse_args(["dlq", "replay", *argv])
-    return dlq.selection(args, SETTINGS)
+    return dlq_replay.selection(args, SETTINGS)
 
 
 def test_addresses_name_a_source_or_a_dlq_topic_and_may_be_ranges() -> None:
@@ -291,40 +288,40 @@ def _rows() -> list[dict[str, object]]:
     nik_keyed = Rec(b"{", _original().headers, key=NIK.encode())
     long_message = _with(_dead(offset=8), ptsp_gate_error_message=b"x" * 300)
     return [
-        dlq.list_row(_dead(nik_keyed, "MALFORMED_JSON"), None),
-        dlq.list_row(long_message, None),
+        dlq_list.list_row(_dead(nik_keyed, "MALFORMED_JSON"), None),
+        dlq_list.list_row(long_message, None),
     ]
 
 
 def test_list_masks_nik_and_npwp_like_digits_in_every_format() -> None:
     rows = _rows()
     for fmt in ("table", "csv", "json"):
-        out = dlq.render_list(rows, fmt, None, filtered=False)
+        out = dlq_list.render_list(rows, fmt, None, filtered=False)
         assert NIK not in out, fmt
         assert "*" * 12 + NIK[-4:] in out, fmt
     assert rows[0]["key"] == "*" * 12 + NIK[-4:]
-    assert "9120000000001" in dlq.render_list(rows, "table", None, filtered=False)
+    assert "9120000000001" in dlq_list.render_list(rows, "table", None, filtered=False)
 
 
 def test_list_formats() -> None:
     rows = _rows()
-    table = dlq.render_list(rows, "table", None, filtered=False)
-    assert table.splitlines()[0].split() == [c for c in dlq.TABLE_COLUMNS]
+    table = dlq_list.render_list(rows, "table", None, filtered=False)
+    assert table.splitlines()[0].split() == [c for c in dlq_list.TABLE_COLUMNS]
     assert "apps.dlq/0/7" in table
     assert "apps/2/41" in table
     assert "x" * 300 not in table  # the table cuts messages; CSV and JSON keep them whole
-    assert "x" * (dlq.TABLE_MESSAGE_CHARS - 1) + "…" in table
+    assert "x" * (dlq_list.TABLE_MESSAGE_CHARS - 1) + "…" in table
     assert table.rstrip().endswith("2 dead-lettered record(s), 0 replayed")
-    parsed = list(csv.DictReader(io.StringIO(dlq.render_list(rows, "csv", None, False))))
+    parsed = list(csv.DictReader(io.StringIO(dlq_list.render_list(rows, "csv", None, False))))
     assert parsed[1]["error_message"] == "x" * 300
     assert parsed[0]["failed_at"] == NOW.isoformat()
-    data = json.loads(dlq.render_list(rows, "json", None, filtered=False))
-    assert list(data[0]) == list(dlq.LIST_COLUMNS)
+    data = json.loads(dlq_list.render_list(rows, "json", None, filtered=False))
+    assert list(data[0]) == list(dlq_list.LIST_COLUMNS)
     assert data[0]["replay_state"] is None
-    limited = dlq.render_list(rows, "table", 1, filtered=False)
+    limited = dlq_list.render_list(rows, "table", 1, filtered=False)
     assert "showing the oldest 1 (--limit)" in limited
-    assert len(json.loads(dlq.render_list(rows, "json", 1, filtered=False))) == 1
-    assert dlq.render_list([], "table", None, filtered=True) == (
+    assert len(json.loads(dlq_list.render_list(rows, "json", 1, filtered=False))) == 1
+    assert dlq_list.render_list([], "table", None, filtered=True) == (
         "No dead-lettered records match.\n"
     )
-    assert dlq.render_list([], "json", None, filtered=False) == "[]\n"
+    assert dlq_list.render_list([], "json", None, filtered=False) == "[]\n"

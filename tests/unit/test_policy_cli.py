@@ -18,15 +18,10 @@ from ptsp_gate.contract.events import EnrolmentState, PermitApplication
 from ptsp_gate.policy import Policy, decide, load_policy_book
 from ptsp_gate.reports.simulate import CHANGE_COLUMNS, Simulation, render
 
+from ..cli_helpers import counts, usage_error, write
+
 REPO_POLICIES = Path(__file__).resolve().parents[2] / "policies"
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-
-def write(root: Path, relative: str, text: str) -> Path:
-    path = root / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 @pytest.fixture(autouse=True)
@@ -220,12 +215,7 @@ def test_show_with_a_broken_policy_dir_is_one_line(tmp_path, capsys, monkeypatch
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, capsys) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) <= 2  # argparse's usage line, at most, plus ours
-    assert err[-1].startswith("ptsp-gate")
+    usage_error(capsys, argv)
 
 
 def test_simulate_checks_the_candidate_before_touching_the_database(
@@ -303,18 +293,11 @@ def sample() -> Simulation:
 def test_counts_by_transition_and_employers() -> None:
     report = sample().report()
     assert report["applications"] == 9
-    assert {(t["current"], t["candidate"]): t["applications"] for t in report["transitions"]} == {
-        ("CLEARED", "CLEARED"): 3,
-        ("CLEARED", "BLOCKED"): 3,
-        ("BLOCKED", "BLOCKED"): 2,
-        ("PENDING", "PENDING"): 1,
-    }
-    assert report["changed"] == {"applications": 4, "outcome": 3, "reasons_only": 1}
-    assert report["drift"] == {
-        "applications": 1,
-        "no_stored_decision": 1,
-        "transitions": [{"stored": "BLOCKED", "current": "CLEARED", "applications": 1}],
-    }
+    assert counts(report) == (
+        "BLOCKED->BLOCKED 2, CLEARED->BLOCKED 3, CLEARED->CLEARED 3, PENDING->PENDING 1; "
+        "changed 4: outcome 3, reasons only 1; "
+        "drift 1, no stored decision 1: BLOCKED->CLEARED 1"
+    )
     assert report["newly_blocked"] == [
         {
             "nib": demo.nib(1),
@@ -339,20 +322,19 @@ def test_counts_by_transition_and_employers() -> None:
 
 def test_loosening_lists_newly_cleared_with_lifted_codes() -> None:
     sim = Simulation(now=NOW)
-    app, state = application(1), enrolment(1, arrears=3)
-    sim.add(
-        app,
-        None,
-        decide(app, state, CURRENT, NOW),
-        decide(app, state, Policy(version="lax", arrears_tolerance_months=6), NOW),
-    )
-    app, state = application(2), enrolment(2, age_days=100)
-    sim.add(
-        app,
-        None,
-        decide(app, state, CURRENT, NOW),
-        decide(app, state, Policy(version="lax", max_enrolment_age_days=365), NOW),
-    )
+    for app, state, lax in [
+        (
+            application(1),
+            enrolment(1, arrears=3),
+            Policy(version="lax", arrears_tolerance_months=6),
+        ),
+        (
+            application(2),
+            enrolment(2, age_days=100),
+            Policy(version="lax", max_enrolment_age_days=365),
+        ),
+    ]:
+        sim.add(app, None, decide(app, state, CURRENT, NOW), decide(app, state, lax, NOW))
     report = sim.report()
     assert report["newly_blocked"] == []
     assert [(e["nib"], e["lifted_reason_codes"]) for e in report["newly_cleared"]] == [
@@ -361,17 +343,38 @@ def test_loosening_lists_newly_cleared_with_lifted_codes() -> None:
     ]
 
 
+SAMPLE_TABLE = f"""\
+Policy simulation over 9 stored application(s) (region 7314)
+as of {NOW.isoformat()}; read only: nothing was written or published
+
+current policy cur  ->  candidate strict  (9 application(s))
+
+Outcomes, current policy -> candidate policy:
+current  candidate  applications
+-------  ---------  ------------
+CLEARED  CLEARED    3
+CLEARED  BLOCKED    3
+BLOCKED  BLOCKED    2
+PENDING  PENDING    1
+
+Would change: 4 application(s), 3 in outcome and 1 in reasons only.
+Context: 1 stored decision(s) differ from a re-run under the current policy
+(enrolment data, the clock or the policy in force has moved on since they were made); \
+1 application(s) have no stored decision.
+
+Newly blocked employers: 2
+nib            region_code  applications  new_reason_codes
+-------------  -----------  ------------  ----------------
+{demo.nib(1)}  7314         1             ARREARS
+{demo.nib(2)}  7314         2             ARREARS
+
+Newly cleared employers: 0
+"""
+
+
 def test_render_formats() -> None:
     sim = sample()
-    table = render(sim, "table")
-    assert table.startswith("Policy simulation over 9 stored application(s) (region 7314)")
-    assert "read only: nothing was written or published" in table
-    assert "current policy cur  ->  candidate strict  (9 application(s))" in table
-    assert "Would change: 4 application(s), 3 in outcome and 1 in reasons only." in table
-    assert "Context: 1 stored decision(s) differ" in table
-    assert "Newly blocked employers: 2" in table
-    assert "Newly cleared employers: 0" in table
-    assert f"{demo.nib(2)}  7314         2             ARREARS" in table
+    assert render(sim, "table") == SAMPLE_TABLE
 
     rows = list(csv.DictReader(io.StringIO(render(sim, "csv"))))
     assert list(rows[0]) == list(CHANGE_COLUMNS)

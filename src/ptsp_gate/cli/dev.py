@@ -21,20 +21,45 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from aiokafka import AIOKafkaConsumer
 
 from ptsp_gate import demo
 from ptsp_gate.adapters import kafka, migrations
 from ptsp_gate.adapters.postgres import connect
-from ptsp_gate.cli.commands import database
-from ptsp_gate.cli.errors import CommandError
+from ptsp_gate.cli.common import PORT, CommandError, database, require_dev_extra
 from ptsp_gate.config import Settings, redact_dsn
 from ptsp_gate.reports import render
 
+if TYPE_CHECKING:
+    from ptsp_gate.cli.common import Subcommands
+
 READY_TIMEOUT_S = 45
 DECISIONS_TIMEOUT_S = 45
+
+
+def add_parser(sub: Subcommands) -> None:
+    parser = sub.add_parser("dev", help="run the whole system locally with a demo feed")
+    parser.set_defaults(handler=run)
+    parser.add_argument(
+        "--exit-after-demo",
+        action="store_true",
+        help="stop once the demo's decisions are in (for scripts and CI)",
+    )
+    parser.add_argument("--permit-checker-port", type=PORT, default=9101)
+    parser.add_argument("--enrolment-sync-port", type=PORT, default=9102)
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    # Both up front, so that a missing engine is said before the other one has started.
+    if not settings.kafka_bootstrap_servers:
+        require_dev_extra(
+            "confluent_kafka", "the embedded Kafka", otherwise="KAFKA_BOOTSTRAP_SERVERS"
+        )
+    if not settings.database_url:
+        require_dev_extra("pgserver", "the embedded PostgreSQL", otherwise="DATABASE_URL")
+    return await run_dev(args, settings)
 
 
 def _with_servers(settings: Settings, bootstrap: list[str]) -> Settings:

@@ -15,16 +15,51 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from ptsp_gate.cli.errors import CommandError, one_line
+from ptsp_gate.cli.common import (
+    REGION,
+    CommandError,
+    database,
+    migrated,
+    one_line,
+    policy_book,
+    subcommands,
+)
 from ptsp_gate.config import Settings
 
 if TYPE_CHECKING:
+    from ptsp_gate.cli.common import Subcommands
     from ptsp_gate.enrolment_import import ImportResult
 
 # How many bad rows are listed on stderr; the rejects file has them all.
 SHOWN_REJECTS = 10
 _LINE_INTERVAL_S = 2.0
 _BAR_INTERVAL_S = 0.1
+
+
+def add_parser(sub: Subcommands) -> None:
+    parser = sub.add_parser("enrolment", help="the enrolment projection: bulk snapshot import")
+    parser.set_defaults(handler=run)
+    actions = subcommands(parser, "action")
+    imp = actions.add_parser(
+        "import", help="load a BPJS TK snapshot (CSV, optionally gzip) into the projection"
+    )
+    imp.add_argument("file", metavar="FILE", help="CSV or CSV.gz, one employer per row")
+    imp.add_argument("--region", type=REGION, help="the region the snapshot covers")
+    imp.add_argument(
+        "--complete",
+        action="store_true",
+        help="the snapshot lists every employer of --region (absent means not registered "
+        "where the region's policy says so)",
+    )
+    imp.add_argument(
+        "--rejects", metavar="FILE", help="where bad rows go (default: FILE.rejects.csv)"
+    )
+    imp.add_argument(
+        "--progress",
+        choices=("auto", "bar", "lines", "none"),
+        default="auto",
+        help="a bar on a terminal, periodic lines otherwise (auto)",
+    )
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -41,32 +76,18 @@ async def _import(args: argparse.Namespace, settings: Settings) -> int:
     import asyncpg
 
     from ptsp_gate import enrolment_import
-    from ptsp_gate.adapters import migrations
-    from ptsp_gate.adapters.postgres import connect
-    from ptsp_gate.cli.commands import database
-    from ptsp_gate.policy import PolicyError, load_policy_book
     from ptsp_gate.redecide import Redecider
 
     file, rejects = _paths(args)
-    try:
-        policies = load_policy_book(settings.policy_dir)
-    except PolicyError as exc:
-        raise CommandError(str(exc)) from exc
     redecider = Redecider(
-        policies=policies,
+        policies=policy_book(settings),
         window_days=settings.redecide_window_days,
         decisions_topic=settings.topic_decisions,
         event_source=settings.event_source,
     )
     progress = make_progress(args.progress, sys.stderr)
-    async with database(settings) as dsn:
-        try:
-            conn = await connect(dsn)
-        except Exception as exc:
-            raise CommandError(f"cannot connect to PostgreSQL: {one_line(exc)}") from exc
-        try:
-            if await migrations.pending(conn):
-                raise CommandError("database schema is behind: run `ptsp-gate migrate`")
+    try:
+        async with database(settings) as dsn, migrated(dsn) as conn:
             result = await enrolment_import.import_snapshot(
                 conn,
                 file,
@@ -76,13 +97,12 @@ async def _import(args: argparse.Namespace, settings: Settings) -> int:
                 complete=args.complete,
                 progress=progress,
             )
-        except enrolment_import.ImportFailed as exc:
-            raise CommandError(f"{one_line(exc)}; nothing was imported") from exc
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            raise CommandError(f"database error: {one_line(exc)}; nothing was imported") from exc
-        finally:
-            progress.close()
-            await conn.close()
+    except enrolment_import.ImportFailed as exc:
+        raise CommandError(f"{one_line(exc)}; nothing was imported") from exc
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        raise CommandError(f"database error: {one_line(exc)}; nothing was imported") from exc
+    finally:
+        progress.close()
     sys.stdout.write(summary(result))
     return 0
 

@@ -9,12 +9,44 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ptsp_gate.cli.errors import CommandError
+from ptsp_gate.cli.common import CommandError, bounded, on_database, subcommands
+from ptsp_gate.config import Settings
 from ptsp_gate.reports import render
 
+if TYPE_CHECKING:
+    from ptsp_gate.cli.common import Subcommands
+
 PARKED_COLUMNS = ("id", "kind", "topic", "bytes", "created_at", "parked_at", "error")
+
+
+def add_parser(sub: Subcommands) -> None:
+    parser = sub.add_parser(
+        "outbox",
+        help="outbox rows Kafka refused for good: list them, queue them again",
+        description="Outbox rows (decisions, dead letters) that Kafka refused for a reason no\n"
+        "retry changes (too large, invalid topic, not authorised) are parked so the rows behind\n"
+        "them are published. List them, fix the cause, then queue them again.",
+        epilog="exit codes:\n  0  done\n  1  an error: PostgreSQL unreachable, an unknown id "
+        "(nothing is queued then)\n  2  usage: bad arguments",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(handler=run)
+    actions = subcommands(parser, "action")
+    listing = actions.add_parser("parked", help="the parked rows, oldest first; never content")
+    listing.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    requeue = actions.add_parser(
+        "retry", help="put parked rows back at the end of the outbox, to be published again"
+    )
+    requeue.add_argument(
+        "ids", nargs="*", type=bounded(1, 2**63 - 1), metavar="ID", help="as `outbox parked` lists"
+    )
+    requeue.add_argument("--all", action="store_true", help="every parked row")
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    return await on_database(settings, lambda conn: _carry_out(args, conn))
 
 
 async def parked(conn: Any) -> list[dict[str, Any]]:
@@ -65,7 +97,7 @@ async def retry(conn: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-async def run(args: argparse.Namespace, conn: Any) -> int:
+async def _carry_out(args: argparse.Namespace, conn: Any) -> int:
     if args.action == "parked":
         sys.stdout.write(render_parked(await parked(conn), args.format))
         return 0

@@ -11,31 +11,51 @@ import argparse
 import functools
 import sys
 import textwrap
-from collections.abc import Callable
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from ptsp_gate.cli.errors import CommandError
+from ptsp_gate.cli.common import (
+    DATE,
+    REGION,
+    CommandError,
+    checked_policy,
+    on_database,
+    policy_book,
+    subcommands,
+)
 from ptsp_gate.config import Settings
 from ptsp_gate.contract.events import Outcome, Program, ReasonCode, Scale, Segment
-from ptsp_gate.policy import (
-    Policy,
-    PolicyBook,
-    PolicyError,
-    load_policy_book,
-    load_policy_file,
-)
+from ptsp_gate.policy import Policy, PolicyBook, PolicyError, load_policy_file
 from ptsp_gate.policy.files import read_policy_toml
 from ptsp_gate.reports.render import to_json
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from ptsp_gate.cli.common import Subcommands
 
 # Values print in the contract's enum order (not set order, which changes from run to run), so
 # two `show` outputs can be diffed.
 _ENUMS: tuple[type[StrEnum], ...] = (ReasonCode, Program, Scale, Segment, Outcome)
 _RANK = {member.value: index for enum in _ENUMS for index, member in enumerate(enum)}
+
+
+def add_parser(sub: Subcommands) -> None:
+    parser = sub.add_parser("policy", help="validate, show and try out policies")
+    parser.set_defaults(handler=run)
+    actions = subcommands(parser, "action")
+    check = actions.add_parser("check", help="validate a policy file")
+    check.add_argument("file", metavar="FILE")
+    show = actions.add_parser("show", help="the effective policy and its version")
+    show.add_argument("--region", type=REGION)
+    show.add_argument("--format", choices=("text", "json"), default="text")
+    simulate = actions.add_parser(
+        "simulate", help="re-run stored applications under a candidate policy (changes nothing)"
+    )
+    simulate.add_argument("--policy", required=True, metavar="FILE", help="candidate policy file")
+    simulate.add_argument("--region", type=REGION, help="only applications of this region")
+    simulate.add_argument("--since", type=DATE, help="only applications submitted on or after")
+    simulate.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -52,8 +72,8 @@ async def _check(args: argparse.Namespace, settings: Settings) -> int:
     if data is not None and "region" in data:
         # A region file means nothing alone: what the regency gets is the file over the national
         # policy this installation actually runs, so that is what is checked and shown.
-        national = _policies(settings).national
-        policy = _policy(lambda: load_policy_file(path, base=national))
+        national = policy_book(settings).national
+        policy = checked_policy(lambda: load_policy_file(path, base=national))
         overrides = sorted(k for k in data if k not in ("region", "version"))
         head = [
             f"{path}: valid region policy for {data['region']}",
@@ -61,7 +81,7 @@ async def _check(args: argparse.Namespace, settings: Settings) -> int:
             f"  overrides: {', '.join(overrides) if overrides else 'nothing (version only)'}",
         ]
     else:
-        policy = _policy(lambda: load_policy_file(path))
+        policy = checked_policy(lambda: load_policy_file(path))
         head = [f"{path}: valid national policy"]
     sys.stdout.write("\n".join(head) + "\n\n" + _text(policy))
     return 0
@@ -80,7 +100,7 @@ def _peek(path: Path) -> dict[str, Any] | None:
 
 
 async def _show(args: argparse.Namespace, settings: Settings) -> int:
-    book = _policies(settings)
+    book = policy_book(settings)
     region: str | None = args.region
     policy = book.for_region(region)
     national_source = _national_source(settings.policy_dir)
@@ -117,10 +137,9 @@ async def _show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from ptsp_gate.cli.commands import _read
     from ptsp_gate.reports import simulate
 
-    current = _policies(settings)
+    current = policy_book(settings)
     candidate, candidate_region = _candidate(Path(args.policy), current, settings.policy_dir)
     region: str | None = args.region
     if candidate_region is not None:
@@ -132,7 +151,7 @@ async def _simulate(args: argparse.Namespace, settings: Settings) -> int:
         # A region file can only change its own region's decisions; elsewhere every application
         # would read "unchanged" and drown the answer.
         region = candidate_region
-    result = await _read(
+    result = await on_database(
         settings,
         lambda conn: simulate.simulate(conn, current, candidate, region=region, since=args.since),
     )
@@ -147,11 +166,11 @@ def _candidate(
     national file)."""
     data = _peek(path)
     if data is not None and "region" in data:
-        policy = _policy(lambda: load_policy_file(path, base=current.national))
+        policy = checked_policy(lambda: load_policy_file(path, base=current.national))
         region = str(data["region"])
         book = PolicyBook(national=current.national, regions={**current.regions, region: policy})
         return book, region
-    national = _policy(lambda: load_policy_file(path))
+    national = checked_policy(lambda: load_policy_file(path))
     # Region overrides merge over whichever national policy is in force, so a new national one
     # changes them too: re-merge each region file over the candidate, exactly as loading the
     # policy directory with the candidate as its national.toml would.
@@ -159,24 +178,13 @@ def _candidate(
     regions_dir = Path(policy_dir) / "regions" if policy_dir is not None else None
     if regions_dir is not None and regions_dir.is_dir():
         for region_path in sorted(regions_dir.glob("*.toml")):
-            regions[region_path.stem] = _policy(
+            regions[region_path.stem] = checked_policy(
                 functools.partial(load_policy_file, region_path, base=national)
             )
     return PolicyBook(national=national, regions=regions), None
 
 
 # --- shared --------------------------------------------------------------------------------------
-
-
-def _policies(settings: Settings) -> PolicyBook:
-    return _policy(lambda: load_policy_book(settings.policy_dir))
-
-
-def _policy(load: Callable[[], T]) -> T:
-    try:
-        return load()
-    except PolicyError as exc:
-        raise CommandError(str(exc)) from exc
 
 
 def _national_source(policy_dir: Path | None) -> str:
