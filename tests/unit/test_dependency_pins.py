@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import inspect
 import threading
-import tomllib
 from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,14 +22,11 @@ from packaging.requirements import Requirement
 from pydantic import TypeAdapter, ValidationError
 
 from ptsp_gate.contract.identifiers import Nib, Npwp
-
-PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+from tests.unit import pyprojects
 
 
 def requirements() -> dict[str, Requirement]:
-    data = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))
-    parsed = (Requirement(spec) for spec in data["project"]["dependencies"])
-    return {r.name.lower(): r for r in parsed}
+    return {r.name.lower(): r for r in pyprojects.dependencies(pyprojects.CORE)}
 
 
 # --- every pinned dependency ---------------------------------------------------------------------
