@@ -20,7 +20,8 @@ ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
 SERVICES = {"permit-checker": 9101, "enrolment-sync": 9102}
-CONTAINERFILE = DEPLOY / "Containerfile"
+# The image the migrations run from, in compose and in Kubernetes: both images hold the core.
+MIGRATE_IMAGE_SERVICE = "permit-checker"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 
 
@@ -45,6 +46,15 @@ def walk(node: Any) -> Iterator[dict[str, Any]]:
 # --- images --------------------------------------------------------------------------------------
 
 
+def image_name(service: str) -> str:
+    """The image a service runs from, without registry or tag."""
+    return f"ptsp-gate-{service}"
+
+
+def containerfile(service: str) -> Path:
+    return ROOT / "services" / service.replace("-", "_") / "Containerfile"
+
+
 def containerfile_uid(path: Path) -> int:
     (user,) = re.findall(r"^USER (\d+)(?::\d+)?$", path.read_text(encoding="utf-8"), re.M)
     return int(user)
@@ -52,7 +62,8 @@ def containerfile_uid(path: Path) -> int:
 
 def image_uid() -> int:
     """The user every image runs as."""
-    return containerfile_uid(CONTAINERFILE)
+    (uid,) = {containerfile_uid(containerfile(service)) for service in SERVICES}
+    return uid
 
 
 # --- compose -------------------------------------------------------------------------------------
@@ -64,11 +75,11 @@ def compose() -> dict[str, Any]:
 
 
 def ptsp_gate_services() -> dict[str, dict[str, Any]]:
-    """The compose services that run the ptsp-gate image."""
+    """The compose services that run a ptsp-gate image."""
     return {
         name: svc
         for name, svc in compose()["services"].items()
-        if str(svc.get("image", "")).startswith("ptsp-gate:")
+        if str(svc.get("image", "")).startswith("ptsp-gate-")
     }
 
 

@@ -103,7 +103,7 @@ def test_compose_images_are_pinned() -> None:
     for name, svc in compose()["services"].items():
         image = str(svc["image"])
         if name in built_here:
-            continue  # built here from deploy/Containerfile
+            continue  # built here from the services' Containerfiles
         repository, _, tag = image.rpartition(":")
         assert repository, (name, image)
         assert re.search(r"\d", tag), (name, image)
