@@ -12,24 +12,21 @@ from __future__ import annotations
 
 import inspect
 import threading
-import tomllib
 from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from packaging.requirements import Requirement
 from pydantic import TypeAdapter, ValidationError
 
 from ptsp_gate.contract.identifiers import Nib, Npwp
-
-PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+from tests.unit import pyprojects
 
 
 def requirements() -> dict[str, Requirement]:
-    data = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))
-    parsed = (Requirement(spec) for spec in data["project"]["dependencies"])
-    return {r.name.lower(): r for r in parsed}
+    return {r.name.lower(): r for r in pyprojects.dependencies(pyprojects.CORE)}
 
 
 # --- every pinned dependency ---------------------------------------------------------------------
@@ -108,26 +105,21 @@ ACCEPTED_NIB = ["9120000000006", "0000000000000", "1234567890123"]
 REFUSED_NIB = ["912000000000", "91200000000061", "912000000000a", "", "٩١٢٠٠٠٠٠٠٠٠٠٦"]
 
 
-@pytest.mark.parametrize("value", ACCEPTED_NPWP)
-def test_npwp_and_nik_accepted_today_still_validate(value: str) -> None:
-    assert TypeAdapter(Npwp).validate_python(value) == value
+# NPWP and NIK numbers are one type, Npwp.
+TYPES: dict[str, Any] = {"npwp": Npwp, "nib": Nib}
+ACCEPTED = [("npwp", v) for v in ACCEPTED_NPWP] + [("nib", v) for v in ACCEPTED_NIB]
+REFUSED = [("npwp", v) for v in REFUSED_NPWP] + [("nib", v) for v in REFUSED_NIB]
 
 
-@pytest.mark.parametrize("value", REFUSED_NPWP)
-def test_npwp_and_nik_refused_today_are_still_refused(value: str) -> None:
+@pytest.mark.parametrize(("kind", "value"), ACCEPTED)
+def test_identifiers_accepted_today_still_validate(kind: str, value: str) -> None:
+    assert TypeAdapter(TYPES[kind]).validate_python(value) == value
+
+
+@pytest.mark.parametrize(("kind", "value"), REFUSED)
+def test_identifiers_refused_today_are_still_refused(kind: str, value: str) -> None:
     with pytest.raises(ValidationError):
-        TypeAdapter(Npwp).validate_python(value)
-
-
-@pytest.mark.parametrize("value", ACCEPTED_NIB)
-def test_nib_accepted_today_still_validates(value: str) -> None:
-    assert TypeAdapter(Nib).validate_python(value) == value
-
-
-@pytest.mark.parametrize("value", REFUSED_NIB)
-def test_nib_refused_today_is_still_refused(value: str) -> None:
-    with pytest.raises(ValidationError):
-        TypeAdapter(Nib).validate_python(value)
+        TypeAdapter(TYPES[kind]).validate_python(value)
 
 
 # --- uvicorn -------------------------------------------------------------------------------------
