@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from ptsp_gate import enrolment_import
 from ptsp_gate.enrolment_import import (
     FIELDS,
     MAX_HEADER_CELLS,
@@ -21,8 +20,11 @@ from ptsp_gate.enrolment_import import (
     BrokenFile,
     read_header,
 )
+from ptsp_gate.enrolment_import.feed import Feed
+from ptsp_gate.enrolment_import.reading import Source
+from ptsp_gate.enrolment_import.rejects import Rejects
 
-from .test_import_rows import NIK, NPWP_15, PARSER, cells, csv_bytes, feed
+from .import_support import NIK, NPWP_15, PARSER, cells, csv_bytes, feed
 
 TOO_LONG = "record longer than 1 MiB (1048576 bytes)"
 
@@ -240,7 +242,7 @@ HOSTILE = ['=HYPERLINK("http://x")', "+1+1", "@SUM(A1)", "-2+3", "\t=1", "\r=1"]
 
 def test_the_rejects_file_writes_formulas_as_text(tmp_path: Path) -> None:
     target = tmp_path / "rejects.csv"
-    rejects = enrolment_import._Rejects(target)
+    rejects = Rejects(target)
     rejects.set_header(["=cmd", *FIELDS[1:]])
     rejects.write(7, "status: unknown status '=1+1'", [*HOSTILE, "ordinary", "-", "", "7"])
     assert rejects.commit() == target
@@ -256,10 +258,10 @@ def test_an_import_writes_hostile_cells_of_bad_rows_as_text(tmp_path: Path) -> N
     path = tmp_path / "s.csv"
     path.write_bytes(csv_bytes(cells(status="=1+1", npp="@SUM(A1)"), cells(nib="9120001234568")))
     target = tmp_path / "rejects.csv"
-    source = enrolment_import._Source(path)
-    rejects = enrolment_import._Rejects(target)
+    source = Source(path)
+    rejects = Rejects(target)
     try:
-        staged = b"".join(enrolment_import._Feed(source, path, rejects, None)).decode().splitlines()
+        staged = b"".join(Feed(source, path, rejects, None)).decode().splitlines()
         rejects.commit()
     finally:
         source.close()

@@ -12,17 +12,10 @@ from typing import Any
 
 import pytest
 
-from ptsp_gate.contract import export
-from ptsp_gate.contract.cloudevents import binary_headers
-from ptsp_gate.contract.events import (
-    CE_TYPE_APPLICATION,
-    CE_TYPE_DECISION,
-    CE_TYPE_ENROLMENT,
-    CE_TYPE_RENEWAL,
-    ComplianceDecision,
-    EnrolmentState,
-    PermitApplication,
-)
+from ptsp_gate.contract import dead_letter, export
+from ptsp_gate.contract.cloudevents import BINARY_HEADERS, binary_headers
+from ptsp_gate.contract.events import CE_TYPE_APPLICATION, CE_TYPE_DECISION, PermitApplication
+from ptsp_gate.contract.topics import DLQ_SUFFIX
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHECKED_IN = REPO_ROOT / "schemas"
@@ -114,27 +107,16 @@ def test_main_writes_into_the_given_directory(
 # --- the payload JSON Schemas -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("name", "title", "ce_types"),
-    [
-        (
-            "permit-application.v1.schema.json",
-            "PermitApplication",
-            [CE_TYPE_APPLICATION, CE_TYPE_RENEWAL],
-        ),
-        ("employer-enrolment.v1.schema.json", "EnrolmentState", [CE_TYPE_ENROLMENT]),
-        ("compliance-decision.v1.schema.json", "ComplianceDecision", [CE_TYPE_DECISION]),
-    ],
-)
+@pytest.mark.parametrize("payload", export.PAYLOADS, ids=lambda p: p.file_name)
 def test_payload_schema_is_self_contained_2020_12(
-    name: str, title: str, ce_types: list[str], generated: dict[str, Path]
+    payload: export.Payload, generated: dict[str, Path]
 ) -> None:
-    schema = _load(generated[name])
+    schema = _load(generated[payload.file_name])
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["$id"].startswith("urn:ptsp-gate:schema:")
-    assert title in schema["title"]
+    assert payload.model.__name__ in schema["title"]
     assert schema["type"] == "object"
-    for ce_type in ce_types:
+    for ce_type in payload.ce_types:
         assert ce_type in schema["description"]
     refs = list(_refs(schema))
     assert refs, "nested models are expected under $defs"
@@ -212,12 +194,10 @@ def test_asyncapi_has_no_leftover_defs_or_ids(asyncapi: dict[str, Any]) -> None:
         assert model in asyncapi["components"]["schemas"]
 
 
+# Each payload's default topic with its event types, received or sent; each input topic's DLQ.
 EXPECTED_CHANNELS = {
-    "ptsp.permit-applications.v1": ({CE_TYPE_APPLICATION, CE_TYPE_RENEWAL}, "receive"),
-    "bpjstk.employer-enrolment.v1": ({CE_TYPE_ENROLMENT}, "receive"),
-    "compliance.permit-decisions.v1": ({CE_TYPE_DECISION}, "send"),
-    "ptsp.permit-applications.v1.dlq": (set(), "send"),
-    "bpjstk.employer-enrolment.v1.dlq": (set(), "send"),
+    **{p.topic: (set(p.ce_types), "receive" if p.inbound else "send") for p in export.PAYLOADS},
+    **{p.topic + DLQ_SUFFIX: (set(), "send") for p in export.PAYLOADS if p.inbound},
 }
 
 
@@ -249,17 +229,10 @@ def test_asyncapi_channels_operations_and_ce_types(asyncapi: dict[str, Any]) -> 
             key_schema = message["bindings"]["kafka"]["key"]
             assert key_schema
             if not ce_types:  # dead letters: original headers plus the error headers
-                assert set(headers["required"]) == set(export.DLQ_REQUIRED_HEADERS)
+                assert set(headers["required"]) == set(dead_letter.REQUIRED_HEADERS)
                 continue
             props = headers["properties"]
-            assert set(headers["required"]) >= {
-                "ce_specversion",
-                "ce_id",
-                "ce_source",
-                "ce_type",
-                "ce_time",
-                "content-type",
-            }
+            assert set(headers["required"]) >= set(BINARY_HEADERS)
             assert props["ce_specversion"]["const"] == "1.0"
             assert props["content-type"]["const"] == "application/json"
             seen.add(props["ce_type"]["const"])
@@ -277,41 +250,17 @@ def test_enrolment_channel_is_compacted(asyncapi: dict[str, Any]) -> None:
 
 
 def test_dlq_error_codes_are_documented(asyncapi: dict[str, Any]) -> None:
-    codes = [
-        "MALFORMED_ENVELOPE",
-        "MALFORMED_JSON",
-        "UNKNOWN_TYPE",
-        "SCHEMA_VIOLATION",
-        "OVERSIZED",
-        "TYPE_ACTION_MISMATCH",
-        "PROCESSING_FAILED",
-        "ID_CONFLICT",
-    ]
-    header = asyncapi["components"]["schemas"]["DeadLetterHeaders"]["properties"][
-        "ptsp-gate-error-code"
-    ]
-    assert header["enum"] == codes
-    for code in codes:
-        assert f"`{code}`" in header["description"]
-    assert set(asyncapi["components"]["schemas"]["DeadLetterHeaders"]["properties"]) == {
-        "ptsp-gate-error-code",
-        "ptsp-gate-error-message",
-        "ptsp-gate-source-topic",
-        "ptsp-gate-source-partition",
-        "ptsp-gate-source-offset",
-        "ptsp-gate-failed-at",
-        "ptsp-gate-original-size",
-        "ptsp-gate-truncated",
-    }
+    properties = asyncapi["components"]["schemas"]["DeadLetterHeaders"]["properties"]
+    header = properties[dead_letter.ERROR_CODE]
+    assert header["enum"] == list(dead_letter.ERROR_CODES)
+    for code, meaning in dead_letter.ERROR_CODE_MEANINGS.items():
+        assert f"- `{code}`: {meaning}" in header["description"]
+    # Every header a dead letter gets; a replay's marker is not one of them.
+    assert set(properties) == dead_letter.ADDED_HEADERS - {dead_letter.REPLAYED_FROM}
 
 
 def test_asyncapi_examples_validate_against_the_models(asyncapi: dict[str, Any]) -> None:
-    models = {
-        CE_TYPE_APPLICATION: PermitApplication,
-        CE_TYPE_RENEWAL: PermitApplication,
-        CE_TYPE_ENROLMENT: EnrolmentState,
-        CE_TYPE_DECISION: ComplianceDecision,
-    }
+    models = {ce_type: p.model for p in export.PAYLOADS for ce_type in p.ce_types}
     checked = set()
     for message in asyncapi["components"]["messages"].values():
         for example in message.get("examples", []):
@@ -361,8 +310,10 @@ def test_decision_headers_match_binary_headers(asyncapi: dict[str, Any]) -> None
 def test_dead_letter_headers_match_intake(asyncapi: dict[str, Any]) -> None:
     from ptsp_gate.runtime import intake
 
-    schema = asyncapi["components"]["schemas"]["DeadLetterHeaders"]
-    assert export.OVERSIZED_KEEP_BYTES == intake.OVERSIZED_KEEP_BYTES
+    schemas = asyncapi["components"]["schemas"]
+    schema = schemas["DeadLetterHeaders"]
+    kept = f"truncated to its first {dead_letter.OVERSIZED_KEEP_BYTES} bytes for OVERSIZED"
+    assert kept in schemas["DeadLetterPayload"]["description"]
 
     @dataclass(frozen=True)
     class Record:

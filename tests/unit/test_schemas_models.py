@@ -12,7 +12,9 @@ import pytest
 from pydantic import BaseModel, ValidationError
 from stdnum import luhn
 
+from ptsp_gate.contract import events
 from ptsp_gate.contract.events import ComplianceDecision, EnrolmentState, PermitApplication, Program
+from ptsp_gate.contract.export.examples import payload_examples
 from ptsp_gate.contract.identifiers import canonical_npwp, mask
 
 DELETE = object()
@@ -36,52 +38,12 @@ OTHER_VALID_NPWP_15 = _npwp15("09876543", "123456")
 BAD_CHECK_15 = _bad_check_digit(VALID_NPWP_15, 8)
 BAD_CHECK_16 = _bad_check_digit(VALID_NPWP_16, 9)
 
-APPLICATION: dict[str, Any] = {
-    "application_id": "OSS-7314-2025-000123",
-    "action": "NEW",
-    "submitted_at": "2025-03-04T09:15:00+08:00",
-    "region_code": "7314",
-    "permit": {"type": "IZIN", "kbli": "47111", "risk_level": "MENENGAH_RENDAH"},
-    "employer": {
-        "nib": "9120001234567",
-        "npwp": VALID_NPWP_15,
-        "name": "PT Contoh Sejahtera Abadi",
-        "scale": "KECIL",
-        "workers_declared": 12,
-    },
-}
-RENEWAL = {
-    **APPLICATION,
-    "action": "RENEWAL",
-    "permit": {**APPLICATION["permit"], "previous_permit_number": "503/0042/IZIN/2020"},
-}
-ENROLMENT: dict[str, Any] = {
-    "nib": "9120001234567",
-    "npwp": VALID_NPWP_16,
-    "npp": "NPP19000123",
-    "status": "ACTIVE",
-    "segment": "PU",
-    "programs": ["JKK", "JKM", "JHT"],
-    "workers_enrolled": 12,
-    "arrears_months": 0,
-    "pds_flags": [],
-    "sanction_requested": False,
-    "as_of": "2025-03-01T00:00:00+07:00",
-    "version": 42,
-}
-DECISION: dict[str, Any] = {
-    "decision_id": "5f0c6c1e-3d5a-5b8e-9a4f-2a61c2a7d9b3",
-    "application_id": "OSS-7314-2025-000123",
-    "nib": "9120001234567",
-    "action": "NEW",
-    "region_code": "7314",
-    "outcome": "BLOCKED",
-    "reasons": [{"code": "ARREARS", "message": "Tunggakan 4 bulan", "details": {"months": 4}}],
-    "enrolment_as_of": "2025-03-01T00:00:00+07:00",
-    "policy_version": "national-2025.1",
-    "decided_at": "2025-03-04T01:15:02+00:00",
-    "supersedes": None,
-}
+# The published examples are the valid payloads the cases change.
+EXAMPLES = payload_examples()
+APPLICATION = EXAMPLES[events.CE_TYPE_APPLICATION]
+RENEWAL = EXAMPLES[events.CE_TYPE_RENEWAL]
+ENROLMENT = EXAMPLES[events.CE_TYPE_ENROLMENT]
+DECISION = EXAMPLES[events.CE_TYPE_DECISION]
 
 
 def _with(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -217,19 +179,6 @@ APPLICATION_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("base", "changes", "bad_loc"),
-    [
-        pytest.param(base, changes, loc, id=case_id)
-        for case_id, base, changes, loc in APPLICATION_CASES
-    ],
-)
-def test_permit_application(
-    base: dict[str, Any], changes: dict[str, Any], bad_loc: str | None
-) -> None:
-    _check(PermitApplication, _with(base, changes), bad_loc)
-
-
 def test_renewal_error_names_the_missing_field() -> None:
     with pytest.raises(ValidationError, match="previous_permit_number is required for a RENEWAL"):
         _validate(PermitApplication, _with(RENEWAL, {"permit.previous_permit_number": DELETE}))
@@ -250,7 +199,7 @@ def test_valid_application_values() -> None:
     assert model.action == "RENEWAL"
     assert model.submitted_at.utcoffset() is not None
     assert model.submitted_at == datetime(2025, 3, 4, 1, 15, tzinfo=UTC)
-    assert model.permit.previous_permit_number == "503/0042/IZIN/2020"
+    assert model.permit.previous_permit_number == RENEWAL["permit"]["previous_permit_number"]
     with pytest.raises(ValidationError):
         model.application_id = "other"  # type: ignore[misc]
 
@@ -311,14 +260,6 @@ ENROLMENT_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("changes", "bad_loc"),
-    [pytest.param(changes, loc, id=case_id) for case_id, changes, loc in ENROLMENT_CASES],
-)
-def test_enrolment_state(changes: dict[str, Any], bad_loc: str | None) -> None:
-    _check(EnrolmentState, _with(ENROLMENT, changes), bad_loc)
-
-
 def test_enrolment_duplicate_programs_collapse() -> None:
     # The model is a tolerant reader: duplicates are harmless in a set and are accepted, although
     # the published schema says uniqueItems (producers should not send them).
@@ -360,12 +301,29 @@ DECISION_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("changes", "bad_loc"),
-    [pytest.param(changes, loc, id=case_id) for case_id, changes, loc in DECISION_CASES],
-)
-def test_compliance_decision(changes: dict[str, Any], bad_loc: str | None) -> None:
-    _check(ComplianceDecision, _with(DECISION, changes), bad_loc)
+# --- every case of the three payloads ---------------------------------------------------------
+
+PAYLOAD_CASES = [
+    *(
+        pytest.param(PermitApplication, base, changes, loc, id=f"application-{case_id}")
+        for case_id, base, changes, loc in APPLICATION_CASES
+    ),
+    *(
+        pytest.param(EnrolmentState, ENROLMENT, changes, loc, id=f"enrolment-{case_id}")
+        for case_id, changes, loc in ENROLMENT_CASES
+    ),
+    *(
+        pytest.param(ComplianceDecision, DECISION, changes, loc, id=f"decision-{case_id}")
+        for case_id, changes, loc in DECISION_CASES
+    ),
+]
+
+
+@pytest.mark.parametrize(("model", "base", "changes", "bad_loc"), PAYLOAD_CASES)
+def test_payload(
+    model: type[BaseModel], base: dict[str, Any], changes: dict[str, Any], bad_loc: str | None
+) -> None:
+    _check(model, _with(base, changes), bad_loc)
 
 
 def test_decision_serialises_to_its_published_shape() -> None:
@@ -377,9 +335,5 @@ def test_decision_serialises_to_its_published_shape() -> None:
         ComplianceDecision.model_json_schema(mode="serialization")["properties"]
     )
     assert dumped["decision_id"] == DECISION["decision_id"]
-    assert dumped["reasons"][0] == {
-        "code": "ARREARS",
-        "message": "Tunggakan 4 bulan",
-        "details": {"months": 4},
-    }
+    assert dumped["reasons"][0] == DECISION["reasons"][0]
     assert _validate(ComplianceDecision, dumped) == model

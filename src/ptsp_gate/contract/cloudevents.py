@@ -18,6 +18,11 @@ from ptsp_gate.contract import json_limits
 SPECVERSION = "1.0"
 JSON_CONTENT_TYPE = "application/json"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+# The headers of a binary-mode event, in the order `binary_headers` writes them (ce_subject, when
+# the event has one, comes last).
+BINARY_HEADERS = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type")
+# The longest id, source or type an event may carry; the published header schemas say the same.
+MAX_ATTRIBUTE_CHARS = 256
 
 Headers = list[tuple[str, bytes]]
 
@@ -57,7 +62,7 @@ def _required(attrs: dict[str, Any], name: str) -> str:
     value = attrs.get(name)
     if not isinstance(value, str) or not value.strip():
         raise EnvelopeError("MALFORMED_ENVELOPE", f"CloudEvents attribute '{name}' is missing")
-    if len(value) > 256:
+    if len(value) > MAX_ATTRIBUTE_CHARS:
         raise EnvelopeError("MALFORMED_ENVELOPE", f"CloudEvents attribute '{name}' is too long")
     if "\x00" in value:
         # PostgreSQL text cannot hold NUL, and the id is stored: such a record would be refused
@@ -152,13 +157,9 @@ def binary_headers(
     if time.utcoffset() is None:
         # RFC 3339 needs an offset; `decode` would refuse the event this would produce.
         raise ValueError("ce time must be timezone-aware")
+    values = (SPECVERSION, event_id, source, ce_type, time.isoformat(), JSON_CONTENT_TYPE)
     headers: Headers = [
-        ("ce_specversion", SPECVERSION.encode()),
-        ("ce_id", event_id.encode()),
-        ("ce_source", source.encode()),
-        ("ce_type", ce_type.encode()),
-        ("ce_time", time.isoformat().encode()),
-        ("content-type", JSON_CONTENT_TYPE.encode()),
+        (name, value.encode()) for name, value in zip(BINARY_HEADERS, values, strict=True)
     ]
     if subject is not None:
         headers.append(("ce_subject", subject.encode()))

@@ -161,6 +161,11 @@ class EnrolmentState(_Inbound):
     version: Annotated[int, Field(ge=0, le=MAX_INT64)]
 
 
+# The record's fields in the model's order: the columns of a bulk snapshot file and of the
+# enrolment projection.
+ENROLMENT_FIELDS: tuple[str, ...] = tuple(EnrolmentState.model_fields)
+
+
 class Reason(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -7,12 +7,16 @@ from collections.abc import Iterable, Sequence
 
 import asyncpg
 
-from ptsp_gate.contract.events import EnrolmentState, EnrolmentStatus, PdsFlag, Program, Segment
-
-_COLUMNS = (
-    "nib, npwp, npp, status, segment, programs, workers_enrolled, arrears_months, pds_flags,"
-    " sanction_requested, as_of, version"
+from ptsp_gate.contract.events import (
+    ENROLMENT_FIELDS,
+    EnrolmentState,
+    EnrolmentStatus,
+    PdsFlag,
+    Program,
+    Segment,
 )
+
+_COLUMNS = ", ".join(ENROLMENT_FIELDS)
 
 
 # The version rule, shared by every path that writes the projection (stream and bulk import): an

@@ -1,0 +1,3 @@
+from ptsp_gate.contract.export.files import main
+
+raise SystemExit(main())
