@@ -37,6 +37,15 @@ async def _count(db, application_id: str, n: int) -> bool:
     return len(await _decisions_for(db, application_id)) >= n
 
 
+async def _publish_enrolments(producer, settings, *states: dict) -> None:
+    await send(producer, settings.topic_enrolment, [demo.enrolment_record(s) for s in states])
+
+
+async def _submit(producer, settings, *applications: dict) -> None:
+    records = [demo.application_record(a) for a in applications]
+    await send(producer, settings.topic_applications, records)
+
+
 async def test_blocked_employer_who_pays_gets_one_superseding_clearance(
     settings, producer, bootstrap, db
 ) -> None:
@@ -46,9 +55,9 @@ async def test_blocked_employer_who_pays_gets_one_superseding_clearance(
     owing = demo.enrolment(1, arrears=4, version=1, now=now)
     paid = demo.enrolment(1, arrears=0, version=2, now=now)
     async with services(settings) as running:
-        await send(producer, settings.topic_enrolment, [demo.enrolment_record(owing)])
+        await _publish_enrolments(producer, settings, owing)
         await eventually(lambda: db.fetchval("SELECT count(*) = 1 FROM employer_enrolment"))
-        await send(producer, settings.topic_applications, [demo.application_record(app)])
+        await _submit(producer, settings, app)
         await eventually(lambda: _count(db, app_id, 1))
         paid_record = demo.enrolment_record(paid, event_id=str(uuid.uuid4()))
         await send(producer, settings.topic_enrolment, [paid_record])
@@ -88,16 +97,12 @@ async def test_pending_unknown_clears_when_the_record_arrives(settings, producer
     now = datetime.now(UTC)
     app = demo.application(2, scale="KECIL", workers=4, now=now)
     async with services(settings):
-        await send(producer, settings.topic_applications, [demo.application_record(app)])
+        await _submit(producer, settings, app)
         await eventually(lambda: _count(db, app["application_id"], 1))
-        await send(
+        await _publish_enrolments(
             producer,
-            settings.topic_enrolment,
-            [
-                demo.enrolment_record(
-                    demo.enrolment(2, programs=("JKK", "JKM", "JHT"), enrolled=4, now=now)
-                )
-            ],
+            settings,
+            demo.enrolment(2, programs=("JKK", "JKM", "JHT"), enrolled=4, now=now),
         )
         await eventually(lambda: _count(db, app["application_id"], 2))
     history = await _decisions_for(db, app["application_id"])
@@ -114,29 +119,18 @@ async def test_stale_data_refreshed_resolves_and_cleared_stays_untouched(
     stale_app = demo.application(3, now=now)
     cleared_app = demo.application(4, now=now)
     async with services(settings):
-        await send(
-            producer,
-            settings.topic_enrolment,
-            [
-                demo.enrolment_record(demo.enrolment(3, age_days=200, now=now)),
-                demo.enrolment_record(demo.enrolment(4, now=now)),
-            ],
+        await _publish_enrolments(
+            producer, settings, demo.enrolment(3, age_days=200, now=now), demo.enrolment(4, now=now)
         )
         await eventually(lambda: db.fetchval("SELECT count(*) = 2 FROM employer_enrolment"))
-        await send(
-            producer,
-            settings.topic_applications,
-            [demo.application_record(stale_app), demo.application_record(cleared_app)],
-        )
+        await _submit(producer, settings, stale_app, cleared_app)
         await eventually(lambda: _count(db, cleared_app["application_id"], 1))
         await eventually(lambda: _count(db, stale_app["application_id"], 1))
-        await send(
+        await _publish_enrolments(
             producer,
-            settings.topic_enrolment,
-            [
-                demo.enrolment_record(demo.enrolment(3, version=2, now=now)),
-                demo.enrolment_record(demo.enrolment(4, arrears=6, version=2, now=now)),
-            ],
+            settings,
+            demo.enrolment(3, version=2, now=now),
+            demo.enrolment(4, arrears=6, version=2, now=now),
         )
         await eventually(lambda: _count(db, stale_app["application_id"], 2))
         await eventually(
@@ -156,19 +150,11 @@ async def test_applications_older_than_the_window_are_left_alone(settings, produ
     now = datetime.now(UTC)
     old = demo.application(5, now=now - timedelta(days=settings.redecide_window_days + 1))
     async with services(settings):
-        await send(
-            producer,
-            settings.topic_enrolment,
-            [demo.enrolment_record(demo.enrolment(5, arrears=5, now=now))],
-        )
+        await _publish_enrolments(producer, settings, demo.enrolment(5, arrears=5, now=now))
         await eventually(lambda: db.fetchval("SELECT count(*) = 1 FROM employer_enrolment"))
-        await send(producer, settings.topic_applications, [demo.application_record(old)])
+        await _submit(producer, settings, old)
         await eventually(lambda: _count(db, old["application_id"], 1))
-        await send(
-            producer,
-            settings.topic_enrolment,
-            [demo.enrolment_record(demo.enrolment(5, version=2, now=now))],
-        )
+        await _publish_enrolments(producer, settings, demo.enrolment(5, version=2, now=now))
         await eventually(lambda: db.fetchval("SELECT version = 2 FROM employer_enrolment"))
     assert [d["outcome"] for d in await _decisions_for(db, old["application_id"])] == ["BLOCKED"]
 
@@ -180,11 +166,7 @@ async def test_sweep_resolves_pending_from_data_loaded_behind_the_stream(
     known = demo.application(6, now=now)
     unknown = demo.application(7, scale="KECIL", workers=2, now=now)
     async with services(settings, "permit-checker") as running:
-        await send(
-            producer,
-            settings.topic_applications,
-            [demo.application_record(known), demo.application_record(unknown)],
-        )
+        await _submit(producer, settings, known, unknown)
         await eventually(lambda: _count(db, unknown["application_id"], 1))
         await eventually(lambda: _count(db, known["application_id"], 1))
         pool = running["permit-checker"].pool

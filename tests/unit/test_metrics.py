@@ -22,6 +22,13 @@ def test_lag_series_follow_the_assignment() -> None:
     assert line.endswith(" 7.0")
 
 
+def test_each_metrics_object_has_its_own_series() -> None:
+    first, second = Metrics(), Metrics()
+    first.decisions.labels("CLEARED", "NEW").inc()
+    assert _lines(first, "ptsp_gate_decisions_total{")
+    assert not _lines(second, "ptsp_gate_decisions_total{")
+
+
 def test_build_info_names_version_and_policy() -> None:
     m = Metrics()
     m.set_build("2025.1")

@@ -10,19 +10,12 @@ from pydantic import ValidationError
 from ptsp_gate.contract.events import Program, ReasonCode, Scale, Segment
 from ptsp_gate.policy import Policy, PolicyBook, PolicyError, load_policy_book, load_policy_file
 from ptsp_gate.policy.codes import BLOCK_TYPE_CODES
+from tests.policy_builders import REPO_POLICIES, write_policy_file
 
-REPO_POLICIES = Path(__file__).resolve().parents[2] / "policies"
 J = Program
 NATIONAL_FILE = "national.toml"
 REGION_FILE = "regions/7314.toml"
 REGION_HEAD = 'region = "7314"\nversion = "1"\n'
-
-
-def write(root: Path, relative: str, text: str) -> Path:
-    path = root / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 # --- the packaged national default -------------------------------------------------------------
@@ -85,8 +78,10 @@ def test_repository_example_region_checked_alone() -> None:
 
 
 def test_directory_national_replaces_the_packaged_one(tmp_path: Path) -> None:
-    write(tmp_path, "national.toml", 'version = "nat-7"\narrears_tolerance_months = 4\n')
-    write(tmp_path, "regions/7314.toml", 'region = "7314"\nversion = "r2"\n')
+    write_policy_file(
+        tmp_path, "national.toml", 'version = "nat-7"\narrears_tolerance_months = 4\n'
+    )
+    write_policy_file(tmp_path, "regions/7314.toml", 'region = "7314"\nversion = "r2"\n')
     book = load_policy_book(tmp_path)
     assert book.national.version == "nat-7"
     assert book.national.arrears_tolerance_months == 4
@@ -98,7 +93,7 @@ def test_directory_national_replaces_the_packaged_one(tmp_path: Path) -> None:
 
 
 def test_directory_without_national_uses_the_packaged_one(tmp_path: Path) -> None:
-    write(
+    write_policy_file(
         tmp_path,
         "regions/9471.toml",
         'region = "9471"\nversion = "1"\nmax_enrolment_age_days = 30\n',
@@ -114,16 +109,16 @@ def test_empty_directory_is_the_packaged_default(tmp_path: Path) -> None:
 
 
 def test_several_regions_and_stray_files(tmp_path: Path) -> None:
-    write(tmp_path, "regions/7314.toml", 'region = "7314"\nversion = "a"\n')
-    write(tmp_path, "regions/3201.toml", 'region = "3201"\nversion = "b"\n')
-    write(tmp_path, "regions/README.md", "not a policy")
+    write_policy_file(tmp_path, "regions/7314.toml", 'region = "7314"\nversion = "a"\n')
+    write_policy_file(tmp_path, "regions/3201.toml", 'region = "3201"\nversion = "b"\n')
+    write_policy_file(tmp_path, "regions/README.md", "not a policy")
     book = load_policy_book(tmp_path)
     assert sorted(book.regions) == ["3201", "7314"]
     assert book.for_region("3201").version == "national-2026.1+3201:b"
 
 
 def test_programme_tables_merge_per_key(tmp_path: Path) -> None:
-    write(
+    write_policy_file(
         tmp_path,
         "regions/7314.toml",
         'region = "7314"\nversion = "1"\n'
@@ -141,7 +136,7 @@ def test_programme_tables_merge_per_key(tmp_path: Path) -> None:
 
 
 def test_blocking_codes_are_replaced_not_merged(tmp_path: Path) -> None:
-    write(
+    write_policy_file(
         tmp_path,
         "regions/7314.toml",
         REGION_HEAD + 'blocking_codes = ["NOT_REGISTERED", "SANCTION_REQUESTED"]\n',
@@ -151,7 +146,9 @@ def test_blocking_codes_are_replaced_not_merged(tmp_path: Path) -> None:
 
 
 def test_load_policy_file_national(tmp_path: Path) -> None:
-    path = write(tmp_path, "candidate.toml", 'version = "n-9"\nabsent_record = "NOT_REGISTERED"\n')
+    path = write_policy_file(
+        tmp_path, "candidate.toml", 'version = "n-9"\nabsent_record = "NOT_REGISTERED"\n'
+    )
     policy = load_policy_file(path)
     assert policy.version == "n-9"
     assert policy.absent_record == "NOT_REGISTERED"
@@ -159,7 +156,7 @@ def test_load_policy_file_national(tmp_path: Path) -> None:
 
 def test_load_policy_file_region_over_a_given_base(tmp_path: Path) -> None:
     base = Policy(version="base-1", arrears_tolerance_months=5)
-    path = write(tmp_path, "7314.toml", 'region = "7314"\nversion = "3"\n')
+    path = write_policy_file(tmp_path, "7314.toml", 'region = "7314"\nversion = "3"\n')
     policy = load_policy_file(path, base=base)
     assert policy.version == "base-1+7314:3"
     assert policy.arrears_tolerance_months == 5
@@ -215,125 +212,90 @@ def test_model_is_frozen() -> None:
 
 # --- every refusal, as one line naming the file ------------------------------------------------
 
-BAD_FILES = {
-    # unknown keys
-    "unknown national key": (
-        NATIONAL_FILE,
-        'version = "n"\ncolour = "red"\n',
-        "unknown key 'colour'",
+# What a region file says after its `region` and `version`, and a fragment of the refusal.
+BAD_REGION_OVERRIDES = {
+    # unknown keys and values
+    "unknown region key": ("tolerance = 1\n", "unknown key 'tolerance'"),
+    "unknown scale": ('[required_programs]\nRAKSASA = ["JKK"]\n', "required_programs.RAKSASA"),
+    "unknown reason code": ('blocking_codes = ["ARREARS", "LATE"]\n', "blocking_codes"),
+    "absent_record unknown": ('absent_record = "BLOCK"\n', "absent_record"),
+    # numbers
+    "tolerance as string": ('arrears_tolerance_months = "2"\n', "'2'"),
+    "tolerance as float": ("arrears_tolerance_months = 2.0\n", "2.0"),
+    "tolerance as bool": ("max_enrolment_age_days = true\n", "True"),
+    "negative arrears tolerance": ("arrears_tolerance_months = -1\n", "arrears_tolerance_months"),
+    "negative age": ("max_enrolment_age_days = -5\n", "max_enrolment"),
+    # blocking codes
+    "codes as a string": ('blocking_codes = "ARREARS"\n', "blocking_codes"),
+    "unknown code made blocking": ('blocking_codes = ["ENROLMENT_UNKNOWN"]\n', "cannot block"),
+    "stale code made blocking": (
+        'blocking_codes = ["ARREARS", "ENROLMENT_STALE"]\n',
+        "ENROLMENT_STALE cannot block",
     ),
-    "unknown region key": (REGION_FILE, REGION_HEAD + "tolerance = 1\n", "unknown key 'tolerance'"),
-    "unknown scale": (
-        REGION_FILE,
-        REGION_HEAD + '[required_programs]\nRAKSASA = ["JKK"]\n',
-        "required_programs.RAKSASA",
-    ),
+    # programme tables
+    "programmes as a list": ('required_programs = ["JKK"]\n', "required_programs"),
+    "JKP in a cap": ('[segment_program_caps]\nBPU = ["JKK", "JKM", "JKP"]\n', "JKP"),
     "unknown programme": (
-        REGION_FILE,
-        REGION_HEAD + '[required_programs]\nMIKRO = ["JKK", "JKN"]\n',
+        '[required_programs]\nMIKRO = ["JKK", "JKN"]\n',
         "required_programs.MIKRO",
     ),
-    "unknown reason code": (
-        REGION_FILE,
-        REGION_HEAD + 'blocking_codes = ["ARREARS", "LATE"]\n',
-        "blocking_codes",
-    ),
-    # wrong types
-    "tolerance as string": (REGION_FILE, REGION_HEAD + 'arrears_tolerance_months = "2"\n', "'2'"),
-    "tolerance as float": (REGION_FILE, REGION_HEAD + "arrears_tolerance_months = 2.0\n", "2.0"),
-    "tolerance as bool": (REGION_FILE, REGION_HEAD + "max_enrolment_age_days = true\n", "True"),
-    "codes as a string": (
-        REGION_FILE,
-        REGION_HEAD + 'blocking_codes = "ARREARS"\n',
-        "blocking_codes",
-    ),
-    "programmes as a list": (
-        REGION_FILE,
-        REGION_HEAD + 'required_programs = ["JKK"]\n',
-        "required_programs",
-    ),
     "programme set as a string": (
-        REGION_FILE,
-        REGION_HEAD + '[segment_program_caps]\nJAKON = "JKK"\n',
+        '[segment_program_caps]\nJAKON = "JKK"\n',
         "segment_program_caps.JAKON",
     ),
-    "absent_record unknown": (
-        REGION_FILE,
-        REGION_HEAD + 'absent_record = "BLOCK"\n',
-        "absent_record",
+    "JKP required in a region": (
+        '[required_programs]\nKECIL = ["JKK", "JKM", "JHT", "JKP"]\n',
+        "JKP is never a requirement",
     ),
+}
+
+# What a national file says after its `version`, and a fragment of the refusal.
+BAD_NATIONAL_OVERRIDES = {
+    "unknown national key": ('colour = "red"\n', "unknown key 'colour'"),
+    "JKP required nationally": (
+        '[required_programs]\nBESAR = ["JKP"]\nMENENGAH = ["JKK"]\n'
+        'KECIL = ["JKK"]\nMIKRO = ["JKK"]\n',
+        "JKP is never a requirement",
+    ),
+    "national requirement missing a scale": (
+        '[required_programs]\nBESAR = ["JKK"]\n',
+        "no requirement for scale",
+    ),
+    "advisory code made blocking": ('blocking_codes = ["NO_EMPLOYEES_DECLARED"]\n', "cannot block"),
+    "invalid event made blocking": ('blocking_codes = ["INVALID_EVENT"]\n', "cannot block"),
+}
+
+# Whole files: where they lie, what they say, and a fragment of the refusal.
+BAD_FILES = {
+    **{
+        name: (REGION_FILE, REGION_HEAD + overrides, fragment)
+        for name, (overrides, fragment) in BAD_REGION_OVERRIDES.items()
+    },
+    **{
+        name: (NATIONAL_FILE, 'version = "n"\n' + overrides, fragment)
+        for name, (overrides, fragment) in BAD_NATIONAL_OVERRIDES.items()
+    },
+    # versions
     "national version as number": (NATIONAL_FILE, "version = 3\n", "version must be"),
     "region version as date": (REGION_FILE, 'region = "7314"\nversion = 2026-01-01\n', "version"),
     "version with a separator": (NATIONAL_FILE, 'version = "a+b"\n', "version must be"),
+    "national file without version": (NATIONAL_FILE, "max_enrolment_age_days = 30\n", "version"),
     # region naming
     "region differs from file name": (
         REGION_FILE,
         'region = "7315"\nversion = "1"\n',
         "does not match the file name",
     ),
-    "region of three digits": ("regions/731.toml", 'region = "731"\nversion = "1"\n', "4-digit"),
-    "region as a number": (REGION_FILE, 'region = 7314\nversion = "1"\n', "4-digit"),
-    "file name not a code": (
-        "regions/sidrap.toml",
-        'region = "7314"\nversion = "1"\n',
-        "file name",
-    ),
-    "region file without region": (REGION_FILE, 'version = "1"\n', "missing key 'region'"),
-    "region file without version": (REGION_FILE, 'region = "7314"\n', "missing key 'version'"),
-    "national file without version": (NATIONAL_FILE, "max_enrolment_age_days = 30\n", "version"),
     "national file naming a region": (
         NATIONAL_FILE,
         'region = "7314"\nversion = "n"\n',
         "must not name a region",
     ),
-    # JKP, blocking codes, tolerances
-    "JKP required in a region": (
-        REGION_FILE,
-        REGION_HEAD + '[required_programs]\nKECIL = ["JKK", "JKM", "JHT", "JKP"]\n',
-        "JKP is never a requirement",
-    ),
-    "JKP required nationally": (
-        NATIONAL_FILE,
-        'version = "n"\n[required_programs]\nBESAR = ["JKP"]\nMENENGAH = ["JKK"]\n'
-        'KECIL = ["JKK"]\nMIKRO = ["JKK"]\n',
-        "JKP is never a requirement",
-    ),
-    "JKP in a cap": (
-        REGION_FILE,
-        REGION_HEAD + '[segment_program_caps]\nBPU = ["JKK", "JKM", "JKP"]\n',
-        "JKP",
-    ),
-    "national requirement missing a scale": (
-        NATIONAL_FILE,
-        'version = "n"\n[required_programs]\nBESAR = ["JKK"]\n',
-        "no requirement for scale",
-    ),
-    "stale code made blocking": (
-        REGION_FILE,
-        REGION_HEAD + 'blocking_codes = ["ARREARS", "ENROLMENT_STALE"]\n',
-        "ENROLMENT_STALE cannot block",
-    ),
-    "unknown code made blocking": (
-        REGION_FILE,
-        REGION_HEAD + 'blocking_codes = ["ENROLMENT_UNKNOWN"]\n',
-        "cannot block",
-    ),
-    "advisory code made blocking": (
-        NATIONAL_FILE,
-        'version = "n"\nblocking_codes = ["NO_EMPLOYEES_DECLARED"]\n',
-        "cannot block",
-    ),
-    "invalid event made blocking": (
-        NATIONAL_FILE,
-        'version = "n"\nblocking_codes = ["INVALID_EVENT"]\n',
-        "cannot block",
-    ),
-    "negative arrears tolerance": (
-        REGION_FILE,
-        REGION_HEAD + "arrears_tolerance_months = -1\n",
-        "arrears_tolerance_months",
-    ),
-    "negative age": (REGION_FILE, REGION_HEAD + "max_enrolment_age_days = -5\n", "max_enrolment"),
+    "region of three digits": ("regions/731.toml", 'region = "731"\nversion = "1"\n', "4-digit"),
+    "region as a number": (REGION_FILE, 'region = 7314\nversion = "1"\n', "4-digit"),
+    "file name not a code": ("regions/sidrap.toml", REGION_HEAD, "file name"),
+    "region file without region": (REGION_FILE, 'version = "1"\n', "missing key 'region'"),
+    "region file without version": (REGION_FILE, 'region = "7314"\n', "missing key 'version'"),
     # broken files
     "broken TOML": (REGION_FILE, 'region = "7314\nversion = 1\n', "not valid TOML"),
     "duplicate key": (NATIONAL_FILE, 'version = "a"\nversion = "b"\n', "not valid TOML"),
@@ -344,7 +306,7 @@ BAD_FILES = {
 def test_bad_policy_files_are_refused(
     tmp_path: Path, relative: str, text: str, fragment: str
 ) -> None:
-    path = write(tmp_path, relative, text)
+    path = write_policy_file(tmp_path, relative, text)
     with pytest.raises(PolicyError) as caught:
         load_policy_book(tmp_path)
     message = str(caught.value)
@@ -354,7 +316,7 @@ def test_bad_policy_files_are_refused(
 
 
 def test_many_problems_are_summarised_on_one_line(tmp_path: Path) -> None:
-    path = write(
+    path = write_policy_file(
         tmp_path,
         NATIONAL_FILE,
         'version = "n"\na = 1\nb = 2\nc = 3\nd = 4\narrears_tolerance_months = -1\n',
@@ -372,13 +334,13 @@ def test_missing_directory(tmp_path: Path) -> None:
 
 
 def test_directory_that_is_a_file(tmp_path: Path) -> None:
-    path = write(tmp_path, "policies", "")
+    path = write_policy_file(tmp_path, "policies", "")
     with pytest.raises(PolicyError, match="not a directory"):
         load_policy_book(path)
 
 
 def test_regions_that_is_a_file(tmp_path: Path) -> None:
-    write(tmp_path, "regions", "")
+    write_policy_file(tmp_path, "regions", "")
     with pytest.raises(PolicyError, match="expected a directory"):
         load_policy_book(tmp_path)
 
@@ -395,13 +357,13 @@ def test_file_that_is_a_directory(tmp_path: Path) -> None:
 
 
 def test_base_given_but_no_region(tmp_path: Path) -> None:
-    path = write(tmp_path, "7314.toml", 'version = "1"\n')
+    path = write_policy_file(tmp_path, "7314.toml", 'version = "1"\n')
     with pytest.raises(PolicyError, match="missing key 'region'"):
         load_policy_file(path, base=Policy(version="n"))
 
 
 def test_one_bad_region_stops_the_whole_book(tmp_path: Path) -> None:
-    write(tmp_path, "regions/3201.toml", 'region = "3201"\nversion = "1"\n')
-    write(tmp_path, "regions/7314.toml", 'region = "7314"\nversion = "1"\nbogus = 1\n')
+    write_policy_file(tmp_path, "regions/3201.toml", 'region = "3201"\nversion = "1"\n')
+    write_policy_file(tmp_path, "regions/7314.toml", 'region = "7314"\nversion = "1"\nbogus = 1\n')
     with pytest.raises(PolicyError, match=r"7314\.toml"):
         load_policy_book(tmp_path)

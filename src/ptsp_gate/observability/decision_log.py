@@ -7,6 +7,7 @@ NPWP and NIK never reach these lines (decisions carry neither); the formatter ma
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from ptsp_gate.contract.events import ComplianceDecision
 from ptsp_gate.observability.logging import get_logger
@@ -26,13 +27,10 @@ def decided(decision: ComplianceDecision, event_id: str, record: RawRecord) -> N
         "decision",
         event_id=event_id,
         decision_id=decision.decision_id,
-        application_id=decision.application_id,
-        nib=decision.nib,
+        **_applicant(decision),
         action=decision.action.value if decision.action else None,
         region_code=decision.region_code,
-        outcome=decision.outcome.value,
-        reasons=[r.code.value for r in decision.reasons],
-        policy_version=decision.policy_version,
+        **_verdict(decision),
         topic=record.topic,
         partition=record.partition,
         offset=record.offset,
@@ -47,12 +45,22 @@ def superseded(
         event_id=event_id,
         decision_id=decision.decision_id,
         supersedes=decision.supersedes,
-        application_id=decision.application_id,
-        nib=decision.nib,
+        **_applicant(decision),
         region_code=decision.region_code,
         from_outcome=from_outcome,
-        outcome=decision.outcome.value,
-        reasons=[r.code.value for r in decision.reasons],
-        policy_version=decision.policy_version,
+        **_verdict(decision),
         trigger=trigger,
     )
+
+
+# Both lines carry these fields; two pieces rather than one keep each line's own field order.
+def _applicant(decision: ComplianceDecision) -> dict[str, Any]:
+    return {"application_id": decision.application_id, "nib": decision.nib}
+
+
+def _verdict(decision: ComplianceDecision) -> dict[str, Any]:
+    return {
+        "outcome": decision.outcome.value,
+        "reasons": [r.code.value for r in decision.reasons],
+        "policy_version": decision.policy_version,
+    }

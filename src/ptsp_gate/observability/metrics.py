@@ -2,12 +2,14 @@
 
 With `PROMETHEUS_MULTIPROC_DIR` set (as `ptsp-gate run --workers N` does), prometheus-client keeps
 every value in a per-process file in that directory and `/metrics` merges them: counters and
-histograms add up, and each gauge states how its per-worker values combine.
+histograms add up, and a gauge shows the highest value among the live workers.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar, overload
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import multiprocess as prometheus_multiprocess
@@ -23,153 +25,198 @@ def multiprocess_dir() -> str | None:
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
+_Metric = TypeVar("_Metric", Counter, Gauge, Histogram)
+
+_OPTIONS: dict[type[Counter | Gauge | Histogram], dict[str, Any]] = {
+    Counter: {},
+    # A worker that does not hold what a gauge measures reports 0 or the same value (see
+    # set_lag), so the highest value among live workers is the one to show.
+    Gauge: {"multiprocess_mode": "livemax"},
+    # The only histogram is a latency.
+    Histogram: {"buckets": LATENCY_BUCKETS},
+}
+
+
+@dataclass(frozen=True)
+class _Declared(Generic[_Metric]):
+    """One metric of `Metrics`, as /metrics shows it. Each `Metrics` builds its own from it, in
+    the order of declaration, which is the order /metrics lists them in."""
+
+    kind: type[_Metric]
+    name: str
+    labels: tuple[str, ...]
+    documentation: str
+    registered: bool = field(default=True, kw_only=True)
+
+    def build(self, registry: CollectorRegistry) -> _Metric:
+        return self.kind(
+            self.name,
+            self.documentation,
+            self.labels,
+            registry=registry if self.registered else None,
+            **_OPTIONS[self.kind],
+        )
+
+    @overload
+    def __get__(self, instance: None, owner: type[Metrics]) -> _Declared[_Metric]: ...
+    @overload
+    def __get__(self, instance: Metrics, owner: type[Metrics]) -> _Metric: ...
+    def __get__(
+        self, instance: Metrics | None, owner: type[Metrics]
+    ) -> _Declared[_Metric] | _Metric:
+        # `Metrics.__init__` sets each built metric on the instance, which shadows this; only a
+        # lookup on the class itself comes here.
+        if instance is None:
+            return self
+        raise AttributeError(self.name)
+
 
 class Metrics:
+    decisions = _Declared(
+        Counter,
+        "ptsp_gate_decisions",
+        ("outcome", "action"),
+        "Compliance decisions committed, by outcome and action.",
+    )
+    block_reasons = _Declared(
+        Counter,
+        "ptsp_gate_block_reasons",
+        ("reason",),
+        "Blocking reasons on committed BLOCKED decisions (one per reason).",
+    )
+    decision_latency = _Declared(
+        Histogram,
+        "ptsp_gate_decision_latency_seconds",
+        (),
+        "Time from the input event's time to its decision being committed.",
+    )
+    enrolment_updates = _Declared(
+        Counter,
+        "ptsp_gate_enrolment_updates",
+        ("result",),
+        "Enrolment records received: applied, stale (older or equal version) or invalid.",
+    )
+    outbox_pending = _Declared(
+        Gauge,
+        "ptsp_gate_outbox_pending",
+        (),
+        "Outbox rows (decisions and DLQ records) not yet published to Kafka.",
+    )
+    outbox_oldest_age = _Declared(
+        Gauge,
+        "ptsp_gate_outbox_oldest_age_seconds",
+        (),
+        "Age of the oldest unpublished outbox row; 0 when the outbox is empty.",
+    )
+    outbox_parked = _Declared(
+        Gauge,
+        "ptsp_gate_outbox_parked_rows",
+        (),
+        "Outbox rows the broker refused for a permanent reason, set aside in outbox_parked "
+        "(see `ptsp-gate outbox parked`); 0 when none.",
+    )
+    outbox_published = _Declared(
+        Counter,
+        "ptsp_gate_outbox_published",
+        ("kind",),
+        "Outbox rows published to Kafka, by kind.",
+    )
+    dlq_messages = _Declared(
+        Counter,
+        "ptsp_gate_dlq_messages",
+        ("topic", "error"),
+        "Input records sent to a dead-letter topic, by DLQ topic and error code.",
+    )
+    duplicates = _Declared(
+        Counter,
+        "ptsp_gate_duplicates_absorbed",
+        ("topic",),
+        "Input events absorbed as redeliveries of an event already handled (same ce_id, same "
+        "content), by topic. Another event under a used ce_id is not counted here: it is "
+        "dead-lettered as ID_CONFLICT (ptsp_gate_dlq_messages_total).",
+    )
+    consumer_lag = _Declared(
+        Gauge,
+        "ptsp_gate_consumer_lag_messages",
+        ("group", "topic", "partition"),
+        "Records in the partition not yet consumed by this service's group.",
+    )
+    consumer_stalled = _Declared(
+        Gauge,
+        "ptsp_gate_consumer_stalled_seconds",
+        ("service",),
+        "Seconds since the service's consumer last handled a batch, while records wait for it "
+        "(lag) or a failed batch waits for its retry; 0 while it keeps up.",
+    )
+    retries = _Declared(
+        Counter,
+        "ptsp_gate_transient_failures",
+        ("component",),
+        "Batches that failed and will be retried (an outage, or a record whose batch is about "
+        "to be taken apart), by component.",
+    )
+    redecisions = _Declared(
+        Counter,
+        "ptsp_gate_redecisions",
+        ("from_outcome", "to_outcome"),
+        "Superseding decisions emitted after an enrolment change or by the sweep, by old and "
+        "new outcome.",
+    )
+    sweep_runs = _Declared(
+        Counter,
+        "ptsp_gate_sweep_runs",
+        ("result",),
+        "Runs of the periodic re-decision sweep of PENDING applications, by result.",
+    )
+    import_rows = _Declared(
+        Gauge,
+        "ptsp_gate_enrolment_import_rows",
+        ("result",),
+        "Rows of bulk enrolment imports recorded in the database, by result "
+        "(applied, stale, rejected), summed over all import runs.",
+    )
+    import_redecisions = _Declared(
+        Gauge,
+        "ptsp_gate_enrolment_import_redecisions",
+        (),
+        "Superseding decisions emitted by bulk enrolment imports, summed over all import runs "
+        "(imports run as a command; the services read this from the database).",
+    )
+    records_received = _Declared(
+        Counter,
+        "ptsp_gate_records_received",
+        ("topic",),
+        "Input records handed to the service by Kafka, before deduplication, by topic. "
+        "Redelivered records count again.",
+    )
+    enrolment_newest_as_of = _Declared(
+        Gauge,
+        "ptsp_gate_enrolment_newest_as_of_timestamp_seconds",
+        (),
+        "Newest as_of (Unix time) in the enrolment projection: how fresh BPJS TK's data is.",
+        registered=False,  # see expose_enrolment_projection()
+    )
+    enrolment_records = _Declared(
+        Gauge,
+        "ptsp_gate_enrolment_records",
+        ("freshness",),
+        "Employers in the enrolment projection, by freshness against the national policy's "
+        "maximum enrolment age (fresh or stale).",
+        registered=False,  # see expose_enrolment_projection()
+    )
+    # A gauge, not prometheus-client's Info: Info cannot be shared between worker processes.
+    build_info = _Declared(
+        Gauge,
+        "ptsp_gate_build_info",
+        ("version", "policy_version"),
+        "Always 1; the labels carry the running version and the national policy's version.",
+    )
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
-        self.decisions = Counter(
-            "ptsp_gate_decisions",
-            "Compliance decisions committed, by outcome and action.",
-            ["outcome", "action"],
-            registry=r,
-        )
-        self.block_reasons = Counter(
-            "ptsp_gate_block_reasons",
-            "Blocking reasons on committed BLOCKED decisions (one per reason).",
-            ["reason"],
-            registry=r,
-        )
-        self.decision_latency = Histogram(
-            "ptsp_gate_decision_latency_seconds",
-            "Time from the input event's time to its decision being committed.",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.enrolment_updates = Counter(
-            "ptsp_gate_enrolment_updates",
-            "Enrolment records received: applied, stale (older or equal version) or invalid.",
-            ["result"],
-            registry=r,
-        )
-        self.outbox_pending = Gauge(
-            "ptsp_gate_outbox_pending",
-            "Outbox rows (decisions and DLQ records) not yet published to Kafka.",
-            multiprocess_mode="livemax",
-            registry=r,
-        )
-        self.outbox_oldest_age = Gauge(
-            "ptsp_gate_outbox_oldest_age_seconds",
-            "Age of the oldest unpublished outbox row; 0 when the outbox is empty.",
-            multiprocess_mode="livemax",
-            registry=r,
-        )
-        self.outbox_parked = Gauge(
-            "ptsp_gate_outbox_parked_rows",
-            "Outbox rows the broker refused for a permanent reason, set aside in outbox_parked "
-            "(see `ptsp-gate outbox parked`); 0 when none.",
-            multiprocess_mode="livemax",
-            registry=r,
-        )
-        self.outbox_published = Counter(
-            "ptsp_gate_outbox_published",
-            "Outbox rows published to Kafka, by kind.",
-            ["kind"],
-            registry=r,
-        )
-        self.dlq_messages = Counter(
-            "ptsp_gate_dlq_messages",
-            "Input records sent to a dead-letter topic, by DLQ topic and error code.",
-            ["topic", "error"],
-            registry=r,
-        )
-        self.duplicates = Counter(
-            "ptsp_gate_duplicates_absorbed",
-            "Input events absorbed as redeliveries of an event already handled (same ce_id, same "
-            "content), by topic. Another event under a used ce_id is not counted here: it is "
-            "dead-lettered as ID_CONFLICT (ptsp_gate_dlq_messages_total).",
-            ["topic"],
-            registry=r,
-        )
-        self.consumer_lag = Gauge(
-            "ptsp_gate_consumer_lag_messages",
-            "Records in the partition not yet consumed by this service's group.",
-            ["group", "topic", "partition"],
-            multiprocess_mode="livemax",
-            registry=r,
-        )
-        self.consumer_stalled = Gauge(
-            "ptsp_gate_consumer_stalled_seconds",
-            "Seconds since the service's consumer last handled a batch, while records wait for it "
-            "(lag) or a failed batch waits for its retry; 0 while it keeps up.",
-            ["service"],
-            multiprocess_mode="livemax",
-            registry=r,
-        )
-        self.retries = Counter(
-            "ptsp_gate_transient_failures",
-            "Batches that failed and will be retried (an outage, or a record whose batch is about "
-            "to be taken apart), by component.",
-            ["component"],
-            registry=r,
-        )
-        self.redecisions = Counter(
-            "ptsp_gate_redecisions",
-            "Superseding decisions emitted after an enrolment change or by the sweep, by old and "
-            "new outcome.",
-            ["from_outcome", "to_outcome"],
-            registry=r,
-        )
-        self.sweep_runs = Counter(
-            "ptsp_gate_sweep_runs",
-            "Runs of the periodic re-decision sweep of PENDING applications, by result.",
-            ["result"],
-            registry=r,
-        )
-        self.import_rows = Gauge(
-            "ptsp_gate_enrolment_import_rows",
-            "Rows of bulk enrolment imports recorded in the database, by result "
-            "(applied, stale, rejected), summed over all import runs.",
-            ["result"],
-            multiprocess_mode="livemax",
-            registry=r,
-        )
-        self.import_redecisions = Gauge(
-            "ptsp_gate_enrolment_import_redecisions",
-            "Superseding decisions emitted by bulk enrolment imports, summed over all import runs "
-            "(imports run as a command; the services read this from the database).",
-            multiprocess_mode="livemax",
-            registry=r,
-        )
-        self.records_received = Counter(
-            "ptsp_gate_records_received",
-            "Input records handed to the service by Kafka, before deduplication, by topic. "
-            "Redelivered records count again.",
-            ["topic"],
-            registry=r,
-        )
-        self.enrolment_newest_as_of = Gauge(
-            "ptsp_gate_enrolment_newest_as_of_timestamp_seconds",
-            "Newest as_of (Unix time) in the enrolment projection: how fresh BPJS TK's data is.",
-            multiprocess_mode="livemax",
-            registry=None,  # see expose_enrolment_projection()
-        )
-        self.enrolment_records = Gauge(
-            "ptsp_gate_enrolment_records",
-            "Employers in the enrolment projection, by freshness against the national policy's "
-            "maximum enrolment age (fresh or stale).",
-            ["freshness"],
-            multiprocess_mode="livemax",
-            registry=None,  # see expose_enrolment_projection()
-        )
-        # A gauge, not prometheus-client's Info: Info cannot be shared between worker processes.
-        self.build_info = Gauge(
-            "ptsp_gate_build_info",
-            "Always 1; the labels carry the running version and the national policy's version.",
-            ["version", "policy_version"],
-            multiprocess_mode="livemax",
-            registry=r,
-        )
+        for attribute, declared in vars(Metrics).items():
+            if isinstance(declared, _Declared):
+                setattr(self, attribute, declared.build(self.registry))
         self._lag_series: set[tuple[str, str, str]] = set()
         self._projection_exposed = False
 

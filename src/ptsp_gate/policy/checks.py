@@ -31,6 +31,26 @@ class Finding:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+# Findings that follow from one field of the record and add nothing to it.
+_INACTIVE = Finding(
+    ReasonCode.EMPLOYER_INACTIVE,
+    "Employer's BPJS Ketenagakerjaan participation is inactive (kepesertaan nonaktif)",
+    {"status": EnrolmentStatus.INACTIVE.value},
+)
+_WAGES_UNDERSTATED = Finding(
+    ReasonCode.PDS_WAGES,
+    "BPJS Ketenagakerjaan reports wages declared below those paid (PDS upah)",
+    {"flagged": True},
+)
+# UU 24/2011 art. 17: only BPJS may ask for the TMP sanction; the region then applies it.
+_SANCTION_REQUESTED = Finding(
+    ReasonCode.SANCTION_REQUESTED,
+    "BPJS Ketenagakerjaan has requested the sanction "
+    "'tidak mendapat pelayanan publik tertentu' (TMP)",
+    {"requested_by": "BPJS Ketenagakerjaan"},
+)
+
+
 def without_record(
     application: PermitApplication, policy: Policy, *, snapshot_complete: bool
 ) -> list[Finding]:
@@ -68,49 +88,26 @@ def without_record(
 def with_record(
     application: PermitApplication, enrolment: EnrolmentState, policy: Policy, now: datetime
 ) -> list[Finding]:
+    found: list[Finding | None]
     if enrolment.status is EnrolmentStatus.NOT_REGISTERED:
         # Arrears, programmes and PDS describe how someone participates; for a non-participant
         # they would only repeat "not registered" in other words.
-        found = [
-            Finding(
-                ReasonCode.NOT_REGISTERED,
-                _PWBD,
-                {"status": enrolment.status.value},
-            )
-        ]
+        found = [Finding(ReasonCode.NOT_REGISTERED, _PWBD, {"status": enrolment.status.value})]
     else:
         found = [
-            f
-            for f in (
-                _inactive(enrolment),
-                _arrears(enrolment, policy),
-                _programmes(application, enrolment, policy),
-                _pds_workers(application, enrolment),
-                _pds_wages(enrolment),
-            )
-            if f is not None
+            _INACTIVE if enrolment.status is EnrolmentStatus.INACTIVE else None,
+            _arrears(enrolment, policy),
+            _programmes(application, enrolment, policy),
+            _pds_workers(application, enrolment),
+            _WAGES_UNDERSTATED if PdsFlag.WAGES in enrolment.pds_flags else None,
         ]
     # A sanction request, a foreign NPWP and old data matter whatever the status says.
     found += [
-        f
-        for f in (
-            _sanction(enrolment),
-            _identity(application, enrolment),
-            _stale(enrolment, policy, now),
-        )
-        if f is not None
+        _SANCTION_REQUESTED if enrolment.sanction_requested else None,
+        _identity(application, enrolment),
+        _stale(enrolment, policy, now),
     ]
-    return found
-
-
-def _inactive(enrolment: EnrolmentState) -> Finding | None:
-    if enrolment.status is not EnrolmentStatus.INACTIVE:
-        return None
-    return Finding(
-        ReasonCode.EMPLOYER_INACTIVE,
-        "Employer's BPJS Ketenagakerjaan participation is inactive (kepesertaan nonaktif)",
-        {"status": enrolment.status.value},
-    )
+    return [f for f in found if f is not None]
 
 
 def _arrears(enrolment: EnrolmentState, policy: Policy) -> Finding | None:
@@ -124,6 +121,11 @@ def _arrears(enrolment: EnrolmentState, policy: Policy) -> Finding | None:
     )
 
 
+def _one_fact(computed: str | None, reported: str | None, pds_item: str) -> str:
+    # One reason whether we computed the gap, BPJS TK reported it, or both: it is one fact.
+    return "; ".join(part for part in (computed, reported) if part) + f" ({pds_item})"
+
+
 def _programmes(
     application: PermitApplication, enrolment: EnrolmentState, policy: Policy
 ) -> Finding | None:
@@ -132,15 +134,13 @@ def _programmes(
     flagged = PdsFlag.PROGRAM in enrolment.pds_flags
     if not missing and not flagged:
         return None
-    # One reason whether we computed the gap, BPJS TK reported it, or both: it is one fact.
-    parts = []
-    if missing:
-        parts.append(f"Required programmes not enrolled: {', '.join(missing)}")
-    if flagged:
-        parts.append("BPJS Ketenagakerjaan reports incomplete programmes")
     return Finding(
         ReasonCode.PROGRAMS_MISSING,
-        "; ".join(parts) + " (PDS program)",
+        _one_fact(
+            f"Required programmes not enrolled: {', '.join(missing)}" if missing else None,
+            "BPJS Ketenagakerjaan reports incomplete programmes" if flagged else None,
+            "PDS program",
+        ),
         {
             "missing": missing,
             "required": sorted(p.value for p in required),
@@ -154,37 +154,16 @@ def _pds_workers(application: PermitApplication, enrolment: EnrolmentState) -> F
     flagged = PdsFlag.WORKERS in enrolment.pds_flags
     if enrolled >= declared and not flagged:
         return None
-    parts = []
-    if enrolled < declared:
-        parts.append(f"Only {enrolled} of {declared} declared workers are enrolled")
-    if flagged:
-        parts.append("BPJS Ketenagakerjaan reports workers not enrolled")
     return Finding(
         ReasonCode.PDS_WORKERS,
-        "; ".join(parts) + " (PDS tenaga kerja)",
+        _one_fact(
+            f"Only {enrolled} of {declared} declared workers are enrolled"
+            if enrolled < declared
+            else None,
+            "BPJS Ketenagakerjaan reports workers not enrolled" if flagged else None,
+            "PDS tenaga kerja",
+        ),
         {"declared": declared, "enrolled": enrolled, "flagged": flagged},
-    )
-
-
-def _pds_wages(enrolment: EnrolmentState) -> Finding | None:
-    if PdsFlag.WAGES not in enrolment.pds_flags:
-        return None
-    return Finding(
-        ReasonCode.PDS_WAGES,
-        "BPJS Ketenagakerjaan reports wages declared below those paid (PDS upah)",
-        {"flagged": True},
-    )
-
-
-def _sanction(enrolment: EnrolmentState) -> Finding | None:
-    if not enrolment.sanction_requested:
-        return None
-    # UU 24/2011 art. 17: only BPJS may ask for the TMP sanction; the region then applies it.
-    return Finding(
-        ReasonCode.SANCTION_REQUESTED,
-        "BPJS Ketenagakerjaan has requested the sanction "
-        "'tidak mendapat pelayanan publik tertentu' (TMP)",
-        {"requested_by": "BPJS Ketenagakerjaan"},
     )
 
 

@@ -1,4 +1,4 @@
-"""Policies as data: the packaged national default and per-region overrides read from TOML.
+"""Loading policy files: the packaged national default and per-region overrides, read from TOML.
 
 A policy directory holds an optional `national.toml` (replacing the packaged default) and
 `regions/<code>.toml` files, each naming its `region`, its own `version` and only the fields it
@@ -24,7 +24,6 @@ from ptsp_gate.policy.model import Policy
 __all__ = [
     "MAX_FILE_BYTES",
     "MAX_NESTING",
-    "Policy",
     "PolicyBook",
     "PolicyError",
     "load_policy_book",

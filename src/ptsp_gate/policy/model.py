@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
 
 from ptsp_gate.contract.events import Program, ReasonCode, Scale, Segment
 from ptsp_gate.policy.codes import BLOCK_TYPE_CODES
@@ -39,7 +39,24 @@ def _names(values: Iterable[StrEnum]) -> str:
     return ", ".join(sorted(v.value for v in values))
 
 
-def _refuse_jkp(value: Mapping[_Key, frozenset[Program]]) -> None:
+def _only_block_type_codes(value: frozenset[ReasonCode]) -> frozenset[ReasonCode]:
+    # Pending and advisory codes mean "not known" or "fine": blocking on them would refuse
+    # permits for want of data, which DESIGN §4 rules out.
+    strays = value - BLOCK_TYPE_CODES
+    if strays:
+        raise ValueError(f"{_names(strays)} cannot block; choose among {_names(BLOCK_TYPE_CODES)}")
+    return value
+
+
+def _every_scale(value: dict[Scale, frozenset[Program]]) -> dict[Scale, frozenset[Program]]:
+    # A scale without a requirement would make `decide` guess; better to refuse the file.
+    absent = set(Scale) - value.keys()
+    if absent:
+        raise ValueError(f"no requirement for scale {_names(absent)}")
+    return value
+
+
+def _without_jkp(value: dict[_Key, frozenset[Program]]) -> dict[_Key, frozenset[Program]]:
     # PP 37/2021: JKP is a benefit that follows from the other programmes, never something an
     # employer enrols in directly, so a policy demanding it would block every employer.
     holders = [key for key, programs in value.items() if Program.JKP in programs]
@@ -47,6 +64,7 @@ def _refuse_jkp(value: Mapping[_Key, frozenset[Program]]) -> None:
         raise ValueError(
             f"JKP is never a requirement (PP 37/2021); remove it from {_names(holders)}"
         )
+    return value
 
 
 class Policy(BaseModel):
@@ -59,46 +77,16 @@ class Policy(BaseModel):
     arrears_tolerance_months: Annotated[int, Strict(), Field(ge=0, le=1200)] = 2
     # Upper bound keeps `now - max age` representable as a datetime.
     max_enrolment_age_days: Annotated[int, Strict(), Field(ge=0, le=36_500)] = 90
-    blocking_codes: frozenset[ReasonCode] = BLOCK_TYPE_CODES
+    blocking_codes: Annotated[frozenset[ReasonCode], AfterValidator(_only_block_type_codes)] = (
+        BLOCK_TYPE_CODES
+    )
     absent_record: Literal["PENDING", "NOT_REGISTERED"] = "PENDING"
-    required_programs: dict[Scale, frozenset[Program]] = Field(
-        default_factory=lambda: dict(DEFAULT_REQUIRED_PROGRAMS)
-    )
-    segment_program_caps: dict[Segment, frozenset[Program]] = Field(
-        default_factory=lambda: dict(DEFAULT_SEGMENT_PROGRAM_CAPS)
-    )
-
-    @field_validator("blocking_codes")
-    @classmethod
-    def _only_block_type_codes_block(cls, value: frozenset[ReasonCode]) -> frozenset[ReasonCode]:
-        # Pending and advisory codes mean "not known" or "fine": blocking on them would refuse
-        # permits for want of data, which DESIGN §4 rules out.
-        strays = value - BLOCK_TYPE_CODES
-        if strays:
-            raise ValueError(
-                f"{_names(strays)} cannot block; choose among {_names(BLOCK_TYPE_CODES)}"
-            )
-        return value
-
-    @field_validator("required_programs")
-    @classmethod
-    def _every_scale_required(
-        cls, value: dict[Scale, frozenset[Program]]
-    ) -> dict[Scale, frozenset[Program]]:
-        # A scale without a requirement would make `decide` guess; better to refuse the file.
-        absent = set(Scale) - value.keys()
-        if absent:
-            raise ValueError(f"no requirement for scale {_names(absent)}")
-        _refuse_jkp(value)
-        return value
-
-    @field_validator("segment_program_caps")
-    @classmethod
-    def _caps_without_jkp(
-        cls, value: dict[Segment, frozenset[Program]]
-    ) -> dict[Segment, frozenset[Program]]:
-        _refuse_jkp(value)
-        return value
+    required_programs: Annotated[
+        dict[Scale, frozenset[Program]], AfterValidator(_every_scale), AfterValidator(_without_jkp)
+    ] = Field(default_factory=lambda: dict(DEFAULT_REQUIRED_PROGRAMS))
+    segment_program_caps: Annotated[
+        dict[Segment, frozenset[Program]], AfterValidator(_without_jkp)
+    ] = Field(default_factory=lambda: dict(DEFAULT_SEGMENT_PROGRAM_CAPS))
 
     def required_for(self, scale: Scale, segment: Segment) -> frozenset[Program]:
         """Programmes this employer must hold: its scale's requirement within its segment's cap."""
