@@ -25,8 +25,8 @@ from ptsp_gate.cli import policy
 from ptsp_gate.cli.common import CommandError
 from ptsp_gate.config import Settings
 from ptsp_gate.contract.events import EnrolmentState
-from ptsp_gate.reports.simulate import read_only
 from ptsp_gate.stores import enrolments
+from ptsp_gate.stores.applications import read_only
 
 from ..cli_helpers import console, counts, transitions, write
 from .conftest import PARTITIONS

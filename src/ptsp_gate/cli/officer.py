@@ -29,7 +29,8 @@ def add_parser(sub: Subcommands) -> None:
 
 
 async def flagged(args: argparse.Namespace, settings: Settings) -> int:
-    from ptsp_gate.reports import queries, render
+    from ptsp_gate.reports import render
+    from ptsp_gate.stores import officer_queries as queries
 
     rows = await on_database(
         settings, lambda conn: queries.flagged(conn, region=args.region, reason=args.reason)
@@ -39,7 +40,8 @@ async def flagged(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def employer(args: argparse.Namespace, settings: Settings) -> int:
-    from ptsp_gate.reports import queries, render
+    from ptsp_gate.reports import render
+    from ptsp_gate.stores import officer_queries as queries
 
     report = await on_database(settings, lambda conn: queries.employer(conn, args.nib))
     sys.stdout.write(render.employer(report, args.format))

@@ -49,15 +49,6 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     return await on_database(settings, lambda conn: _carry_out(args, conn))
 
 
-async def parked(conn: Any) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        "SELECT id, kind, topic,"
-        " coalesce(length(key), 0) + length(headers) + coalesce(length(value), 0) AS bytes,"
-        " created_at, parked_at, error FROM outbox_parked ORDER BY id"
-    )
-    return [dict(r) for r in rows]
-
-
 def render_parked(rows: list[dict[str, Any]], fmt: str) -> str:
     if fmt == "json":
         return render.to_json(rows) + "\n"
@@ -80,10 +71,7 @@ async def retry(conn: Any, args: argparse.Namespace) -> int:
     async with conn.transaction():
         if args.ids:
             # All or none: a mistyped id moves nothing.
-            found = await conn.fetch(
-                "SELECT id FROM outbox_parked WHERE id = ANY($1::bigint[]) FOR UPDATE", args.ids
-            )
-            missing = sorted(set(args.ids) - {r["id"] for r in found})
+            missing = sorted(set(args.ids) - await outbox.lock_parked(conn, args.ids))
             if missing:
                 raise CommandError(
                     f"no parked outbox row with id {', '.join(map(str, missing[:20]))}; "
@@ -99,6 +87,8 @@ async def retry(conn: Any, args: argparse.Namespace) -> int:
 
 async def _carry_out(args: argparse.Namespace, conn: Any) -> int:
     if args.action == "parked":
-        sys.stdout.write(render_parked(await parked(conn), args.format))
+        from ptsp_gate.stores import outbox
+
+        sys.stdout.write(render_parked(await outbox.parked(conn), args.format))
         return 0
     return await retry(conn, args)

@@ -10,9 +10,8 @@ imports a Kafka client.
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,56 +22,15 @@ from pydantic import ValidationError
 from ptsp_gate.contract.events import Outcome, PermitApplication, ReasonCode
 from ptsp_gate.policy import PolicyBook, Verdict, decide
 from ptsp_gate.reports.render import to_csv, to_json, to_table
+from ptsp_gate.stores import applications
 from ptsp_gate.stores.enrolments import from_row
 
 # Rows per round trip of the server-side cursor: memory stays flat however many applications a
 # regency has, while round trips stay few.
 BATCH_SIZE = 2000
 
-# For each application: the event the PTSP sent last and the latest non-REJECTED decision on it.
-# The latest event is picked before the region/date filters apply, so a corrected resend that
-# moved an application to another region is judged where it now is, not where it first was.
-# received_at ties within one consumer batch; the event decided first in that batch (its first
-# decision's seq) was also read first, so the later one is the latest.
-_QUERY = """
-WITH latest AS (
-    SELECT DISTINCT ON (a.application_id)
-           a.application_id, a.nib, a.region_code, a.submitted_at, a.payload
-    FROM permit_application a
-    LEFT JOIN LATERAL (
-        SELECT min(d.seq) AS seq FROM compliance_decision d
-        WHERE d.application_id = a.application_id AND d.event_id = a.event_id
-    ) fd ON true
-    ORDER BY a.application_id, a.received_at DESC, fd.seq DESC NULLS LAST, a.event_id DESC
-)
-SELECT l.application_id, l.region_code, l.submitted_at, l.payload::text AS payload,
-       s.outcome AS stored_outcome, s.reason_codes AS stored_reason_codes,
-       e.nib, e.npwp, e.npp, e.status, e.segment, e.programs, e.workers_enrolled,
-       e.arrears_months, e.pds_flags, e.sanction_requested, e.as_of, e.version,
-       EXISTS (SELECT 1 FROM region_snapshot r WHERE r.region_code = l.region_code)
-           AS snapshot_complete
-FROM latest l
-LEFT JOIN LATERAL (
-    SELECT d.outcome, d.reason_codes FROM compliance_decision d
-    WHERE d.application_id = l.application_id AND d.outcome <> 'REJECTED'
-    ORDER BY d.seq DESC LIMIT 1
-) s ON true
-LEFT JOIN employer_enrolment e ON e.nib = l.nib
-WHERE ($1::text IS NULL OR l.region_code = $1)
-  AND ($2::timestamptz IS NULL OR l.submitted_at >= $2)
-"""
-
 _OUTCOME_ORDER = {outcome.value: index for index, outcome in enumerate(Outcome)}
 _CODE_ORDER = {code.value: index for index, code in enumerate(ReasonCode)}
-
-
-@contextlib.asynccontextmanager
-async def read_only(conn: asyncpg.Connection) -> AsyncIterator[None]:
-    """A transaction PostgreSQL itself keeps from writing, so a what-if can never alter the
-    decisions it is about, even after a careless change to this module: the write would fail.
-    Repeatable read makes every query of the run see the same state."""
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        yield
 
 
 def _codes(verdict: Verdict, *effects: str) -> tuple[str, ...]:
@@ -262,9 +220,8 @@ async def simulate(
 ) -> Simulation:
     """Re-decide every stored application in scope under both books, without writing."""
     result = Simulation(now=now or datetime.now(UTC), region=region, since=since)
-    async with read_only(conn):
-        cursor = await conn.cursor(_QUERY, region, since)
-        while rows := await cursor.fetch(batch_size):
+    async with applications.read_only(conn):
+        async for rows in applications.latest_with_state(conn, region, since, batch_size):
             for row in rows:
                 _decide_row(result, row, current, candidate)
     return result

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
@@ -119,3 +120,21 @@ async def settle(
         await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", list(published))
         if refused:
             await park(conn, refused)
+
+
+async def parked(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """The rows the broker refused for good, with their size and the refusal."""
+    rows = await conn.fetch(
+        "SELECT id, kind, topic,"
+        " coalesce(length(key), 0) + length(headers) + coalesce(length(value), 0) AS bytes,"
+        " created_at, parked_at, error FROM outbox_parked ORDER BY id"
+    )
+    return [dict(r) for r in rows]
+
+
+async def lock_parked(conn: asyncpg.Connection, ids: Sequence[int]) -> set[int]:
+    """Lock these parked rows to the caller's transaction; the ids that exist."""
+    rows = await conn.fetch(
+        "SELECT id FROM outbox_parked WHERE id = ANY($1::bigint[]) FOR UPDATE", list(ids)
+    )
+    return {r["id"] for r in rows}

@@ -1,4 +1,5 @@
-"""The officer's questions, as SQL over the projection."""
+"""The compliance officer's questions (`ptsp-gate flagged`, `ptsp-gate employer`), as SQL over
+the projection."""
 
 from __future__ import annotations
 
