@@ -18,14 +18,11 @@ __all__ = ["Process", "stop_all"]
 _POLL_S = 0.02
 
 
-def _truncate(path: Path) -> IO[bytes]:
-    return path.open("wb")
-
-
 class Process(subprocess.Popen[bytes]):
     """A child process whose stdout and stderr go to a file: ``log``, opened by ``open_log``
-    (from scratch by default), or a temporary file. A file, not a pipe: a busy service logs a
-    line per decision and would fill a pipe that nobody reads until the end, then block on it.
+    (written from scratch by default), or else a temporary file. A file, not a pipe: a busy
+    service logs a line per decision and would fill a pipe that nobody reads until the end, then
+    block on it.
 
     ``popen`` goes to :class:`subprocess.Popen` as it is (``preexec_fn``,
     ``start_new_session``, ...); stdin is /dev/null.
@@ -38,7 +35,7 @@ class Process(subprocess.Popen[bytes]):
         env: Mapping[str, str] | None = None,
         *,
         log: Path | None = None,
-        open_log: Callable[[Path], IO[bytes]] = _truncate,
+        open_log: Callable[[Path], IO[bytes]] | None = None,
         **popen: Any,
     ) -> None:
         self.name = name
@@ -52,7 +49,7 @@ class Process(subprocess.Popen[bytes]):
         if log is None:
             self._output = out = tempfile.TemporaryFile()  # noqa: SIM115
         else:
-            out = open_log(log)
+            out = log.open("wb") if open_log is None else open_log(log)
         try:
             super().__init__(
                 list(argv),
