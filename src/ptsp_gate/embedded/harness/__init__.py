@@ -14,6 +14,7 @@ extra, like the engines.
 
 from ptsp_gate.embedded.harness.databases import (
     create_database,
+    database_name,
     drop_database,
     fresh_database,
     migrated_template,
@@ -40,6 +41,7 @@ __all__ = [
     "ServiceProcess",
     "collect_decisions",
     "create_database",
+    "database_name",
     "drop_database",
     "free_port",
     "free_ports",

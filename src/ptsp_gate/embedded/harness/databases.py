@@ -18,6 +18,7 @@ from ptsp_gate.embedded.postgres import EmbeddedPostgres
 
 __all__ = [
     "create_database",
+    "database_name",
     "drop_database",
     "fresh_database",
     "migrated_template",
@@ -35,6 +36,11 @@ def postgres_server(data_dir: Path) -> Iterator[tuple[str, str]]:
         return
     with EmbeddedPostgres(data_dir) as pg:
         yield pg.dsn, "embedded"
+
+
+def database_name(dsn: str) -> str:
+    """The name of the database ``dsn`` connects to."""
+    return urlsplit(dsn).path.lstrip("/")
 
 
 def with_database(dsn: str, name: str) -> str:
@@ -66,7 +72,7 @@ async def create_database(
 
 async def drop_database(server_dsn: str, dsn: str) -> None:
     """Drop the database ``dsn`` names, whoever is still connected to it."""
-    name = urlsplit(dsn).path.lstrip("/")
+    name = database_name(dsn)
     admin = await asyncpg.connect(server_dsn)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -78,7 +84,7 @@ async def migrated_template(server_dsn: str) -> str:
     """The name of a new migrated database to clone with ``create_database(template=...)``:
     copying one is much faster than migrating each."""
     dsn = await create_database(server_dsn, "ptsp_gate_template", migrate=True)
-    return urlsplit(dsn).path.lstrip("/")
+    return database_name(dsn)
 
 
 @contextlib.asynccontextmanager
