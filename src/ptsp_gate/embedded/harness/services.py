@@ -52,7 +52,17 @@ class NotReady(RuntimeError):
 class ServiceProcess(Process):
     """``ptsp-gate run NAME``: a :class:`Process` with the port its HTTP side listens on."""
 
-    port: int
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        *,
+        port: int,
+        **process: Any,
+    ) -> None:
+        super().__init__(name, argv, env, **process)
+        self.port = port
 
     def ready(self) -> bool:
         """Whether /ready answers 200 now."""
@@ -103,9 +113,7 @@ def start_service(
         *("--port", str(port), "--host", "127.0.0.1"),
         *options,
     ]
-    service = ServiceProcess(label or name, argv, env, log=log, open_log=open_log, **popen)
-    service.port = port
-    return service
+    return ServiceProcess(label or name, argv, env, port=port, log=log, open_log=open_log, **popen)
 
 
 async def wait_ready(services: Iterable[ServiceProcess], timeout_s: float) -> None:
@@ -119,6 +127,8 @@ async def wait_ready(services: Iterable[ServiceProcess], timeout_s: float) -> No
                 raise ServiceExited(service)
             if await asyncio.to_thread(service.ready):
                 waiting.remove(service)
+        if not waiting:
+            return
         if time.monotonic() > deadline:
             raise NotReady((s.name for s in waiting), timeout_s)
         await asyncio.sleep(_READY_POLL_S)
