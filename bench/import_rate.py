@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gzip
 import json
 import os
@@ -34,16 +33,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from stdnum import luhn
 
-from ptsp_gate.adapters import migrations
+from ptsp_gate.embedded import harness
 from ptsp_gate.enrolment_import import FIELDS
 
 GOAL_ROWS = 1_000_000
@@ -99,26 +96,6 @@ def generate(path: Path, rows: int, nik_share: float, seed: int) -> None:
 def gzip_copy(source: Path, target: Path) -> None:
     with source.open("rb") as src, gzip.open(target, "wb", compresslevel=6) as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
-
-
-def _with_database(dsn: str, name: str) -> str:
-    return urlunsplit(urlsplit(dsn)._replace(path="/" + name))
-
-
-@contextlib.contextmanager
-def server(workdir: Path) -> Iterator[tuple[str, str]]:
-    """(server DSN, description): DATABASE_URL's server, or an embedded one in workdir."""
-    if os.environ.get("DATABASE_URL"):
-        yield os.environ["DATABASE_URL"], "DATABASE_URL"
-        return
-    from ptsp_gate.embedded import EmbeddedPostgres
-
-    pg = EmbeddedPostgres()
-    dsn = pg.start(workdir / "pgdata")
-    try:
-        yield dsn, "embedded (pgserver)"
-    finally:
-        pg.stop()
 
 
 async def settle(dsn: str) -> None:
@@ -181,15 +158,10 @@ def cli_import(dsn: str, path: Path) -> dict[str, Any]:
 
 
 async def measure(workdir: Path, csv_path: Path, gz_path: Path) -> dict[str, Any]:
-    with server(workdir) as (server_dsn, where):
-        name = f"ptsp_gate_bench_{uuid.uuid4().hex[:8]}"
-        admin = await asyncpg.connect(server_dsn)
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        dsn = _with_database(server_dsn, name)
-        try:
+    with harness.postgres_server(workdir / "pgdata") as (server_dsn, where):
+        async with harness.fresh_database(server_dsn, "ptsp_gate_bench", migrate=True) as dsn:
             conn = await asyncpg.connect(dsn)
             try:
-                await migrations.migrate(conn)
                 version = await conn.fetchval("SHOW server_version")
             finally:
                 await conn.close()
@@ -208,9 +180,6 @@ async def measure(workdir: Path, csv_path: Path, gz_path: Path) -> dict[str, Any
             print("import gz ...", file=sys.stderr)
             await settle(dsn)
             runs["import gz"] = await asyncio.to_thread(cli_import, dsn, gz_path)
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
     return {"postgres": f"{version} ({where})", "raw_copy_seconds": raw, "imports": runs}
 
 

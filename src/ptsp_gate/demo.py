@@ -10,7 +10,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from stdnum import luhn
 
@@ -109,138 +109,114 @@ def enrolment(
     }
 
 
+def _npwp_of_another(_n: int, base: int) -> str:
+    return npwp15(base + 900)
+
+
+def _npwp_with_wrong_check_digit(n: int, _base: int) -> str:
+    right = npwp15(n)
+    return right[:8] + str((int(right[8]) + 1) % 10) + "000000"
+
+
+class _Case(NamedTuple):
+    name: str
+    # The outcome, then the reason codes in order.
+    expected: str
+    # application()'s arguments; a callable value is called with the employer's number and the
+    # feed's base number.
+    application: dict[str, Any]
+    # enrolment()'s arguments; None: BPJS TK has no record of the employer.
+    enrolment: dict[str, Any] | None
+
+
+_NO_JP = ("JKK", "JKM", "JHT")
+
+# The feed, one employer each, numbered from the feed's base in this order.
+_CASES = (
+    _Case("active micro employer", "CLEARED", {}, {}),
+    _Case(
+        "renewal, active small employer",
+        "CLEARED",
+        dict(scale="KECIL", workers=8, action="RENEWAL"),
+        dict(programs=(*_NO_JP, "JKP"), enrolled=8),
+    ),
+    _Case("micro, no employees, no record", "CLEARED NO_EMPLOYEES_DECLARED", dict(workers=0), None),
+    _Case(
+        "not registered (PWBD)",
+        "BLOCKED NOT_REGISTERED",
+        {},
+        dict(status="NOT_REGISTERED", programs=(), enrolled=0),
+    ),
+    _Case("inactive employer", "BLOCKED EMPLOYER_INACTIVE", {}, dict(status="INACTIVE")),
+    _Case("three months in arrears", "BLOCKED ARREARS", {}, dict(arrears=3)),
+    _Case(
+        "large employer without JP",
+        "BLOCKED PROGRAMS_MISSING",
+        dict(scale="BESAR", workers=120),
+        dict(programs=_NO_JP, enrolled=120),
+    ),
+    _Case(
+        "fewer workers enrolled than declared",
+        "BLOCKED PDS_WORKERS",
+        dict(scale="KECIL", workers=20),
+        dict(programs=_NO_JP, enrolled=12),
+    ),
+    _Case("wages under-reported", "BLOCKED PDS_WAGES", {}, dict(pds=("WAGES",))),
+    _Case("BPJS TK requested the sanction", "BLOCKED SANCTION_REQUESTED", {}, dict(sanction=True)),
+    _Case(
+        "NPWP differs from BPJS TK's record",
+        "BLOCKED IDENTITY_MISMATCH",
+        dict(npwp=_npwp_of_another),
+        {},
+    ),
+    _Case(
+        "medium employer, every problem at once",
+        "BLOCKED EMPLOYER_INACTIVE ARREARS PROGRAMS_MISSING PDS_WORKERS PDS_WAGES"
+        " SANCTION_REQUESTED",
+        dict(scale="MENENGAH", workers=40),
+        dict(
+            status="INACTIVE",
+            programs=("JKK",),
+            enrolled=10,
+            arrears=7,
+            pds=("WAGES",),
+            sanction=True,
+        ),
+    ),
+    _Case(
+        "no enrolment record yet", "PENDING ENROLMENT_UNKNOWN", dict(scale="KECIL", workers=5), None
+    ),
+    _Case("enrolment data 200 days old", "PENDING ENROLMENT_STALE", {}, dict(age_days=200)),
+    _Case(
+        "NPWP check digit wrong",
+        "REJECTED INVALID_EVENT",
+        dict(npwp=_npwp_with_wrong_check_digit),
+        None,
+    ),
+)
+
+
 def scenarios(now: datetime | None = None, base: int = 1, version: int = 1) -> list[Scenario]:
+    """The feed for employers ``base``, ``base`` + 1, ...; enrolment records at ``version``."""
     now = now or datetime.now(UTC)
-    v = version
-    b = base
-    return [
-        Scenario(
-            "active micro employer",
-            "CLEARED",
-            (),
-            application(b, now=now),
-            enrolment(b, now=now, version=v),
-        ),
-        Scenario(
-            "renewal, active small employer",
-            "CLEARED",
-            (),
-            application(b + 1, scale="KECIL", workers=8, action="RENEWAL", now=now),
-            enrolment(b + 1, programs=("JKK", "JKM", "JHT", "JKP"), enrolled=8, now=now, version=v),
-            ce_type=CE_TYPE_RENEWAL,
-        ),
-        Scenario(
-            "micro, no employees, no record",
-            "CLEARED",
-            ("NO_EMPLOYEES_DECLARED",),
-            application(b + 2, workers=0, now=now),
-        ),
-        Scenario(
-            "not registered (PWBD)",
-            "BLOCKED",
-            ("NOT_REGISTERED",),
-            application(b + 3, now=now),
-            enrolment(b + 3, status="NOT_REGISTERED", programs=(), enrolled=0, now=now, version=v),
-        ),
-        Scenario(
-            "inactive employer",
-            "BLOCKED",
-            ("EMPLOYER_INACTIVE",),
-            application(b + 4, now=now),
-            enrolment(b + 4, status="INACTIVE", now=now, version=v),
-        ),
-        Scenario(
-            "three months in arrears",
-            "BLOCKED",
-            ("ARREARS",),
-            application(b + 5, now=now),
-            enrolment(b + 5, arrears=3, now=now, version=v),
-        ),
-        Scenario(
-            "large employer without JP",
-            "BLOCKED",
-            ("PROGRAMS_MISSING",),
-            application(b + 6, scale="BESAR", workers=120, now=now),
-            enrolment(b + 6, programs=("JKK", "JKM", "JHT"), enrolled=120, now=now, version=v),
-        ),
-        Scenario(
-            "fewer workers enrolled than declared",
-            "BLOCKED",
-            ("PDS_WORKERS",),
-            application(b + 7, scale="KECIL", workers=20, now=now),
-            enrolment(b + 7, programs=("JKK", "JKM", "JHT"), enrolled=12, now=now, version=v),
-        ),
-        Scenario(
-            "wages under-reported",
-            "BLOCKED",
-            ("PDS_WAGES",),
-            application(b + 8, now=now),
-            enrolment(b + 8, pds=("WAGES",), now=now, version=v),
-        ),
-        Scenario(
-            "BPJS TK requested the sanction",
-            "BLOCKED",
-            ("SANCTION_REQUESTED",),
-            application(b + 9, now=now),
-            enrolment(b + 9, sanction=True, now=now, version=v),
-        ),
-        Scenario(
-            "NPWP differs from BPJS TK's record",
-            "BLOCKED",
-            ("IDENTITY_MISMATCH",),
-            application(b + 10, npwp=npwp15(b + 900), now=now),
-            enrolment(b + 10, now=now, version=v),
-        ),
-        Scenario(
-            "medium employer, every problem at once",
-            "BLOCKED",
-            (
-                "EMPLOYER_INACTIVE",
-                "ARREARS",
-                "PROGRAMS_MISSING",
-                "PDS_WORKERS",
-                "PDS_WAGES",
-                "SANCTION_REQUESTED",
-            ),
-            application(b + 11, scale="MENENGAH", workers=40, now=now),
-            enrolment(
-                b + 11,
-                status="INACTIVE",
-                programs=("JKK",),
-                enrolled=10,
-                arrears=7,
-                pds=("WAGES",),
-                sanction=True,
-                now=now,
-                version=v,
-            ),
-        ),
-        Scenario(
-            "no enrolment record yet",
-            "PENDING",
-            ("ENROLMENT_UNKNOWN",),
-            application(b + 12, scale="KECIL", workers=5, now=now),
-        ),
-        Scenario(
-            "enrolment data 200 days old",
-            "PENDING",
-            ("ENROLMENT_STALE",),
-            application(b + 13, now=now),
-            enrolment(b + 13, age_days=200, now=now, version=v),
-        ),
-        Scenario(
-            "NPWP check digit wrong",
-            "REJECTED",
-            ("INVALID_EVENT",),
-            {
-                **application(b + 14, now=now),
-                "employer": {
-                    **application(b + 14, now=now)["employer"],
-                    "npwp": npwp15(b + 14)[:8] + str((int(npwp15(b + 14)[8]) + 1) % 10) + "000000",
-                },
-            },
-        ),
-    ]
+    out = []
+    for n, case in enumerate(_CASES, start=base):
+        args = {k: v(n, base) if callable(v) else v for k, v in case.application.items()}
+        data = application(n, now=now, **args)
+        outcome, *codes = case.expected.split()
+        out.append(
+            Scenario(
+                case.name,
+                outcome,
+                tuple(codes),
+                data,
+                None
+                if case.enrolment is None
+                else enrolment(n, now=now, version=version, **case.enrolment),
+                ce_type=CE_TYPE_RENEWAL if data["action"] == "RENEWAL" else CE_TYPE_APPLICATION,
+            )
+        )
+    return out
 
 
 def encode(

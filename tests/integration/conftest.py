@@ -22,7 +22,6 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -30,10 +29,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from ptsp_gate.adapters import migrations
 from ptsp_gate.adapters.postgres import connect
 from ptsp_gate.config import Settings
-from ptsp_gate.embedded import apache_kafka
+from ptsp_gate.embedded import apache_kafka, harness
 
 pytestmark = pytest.mark.integration
 
@@ -104,57 +102,19 @@ def bootstrap(kafka_cluster: Any) -> list[str]:
 
 @pytest.fixture(scope="session")
 def server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if os.environ.get("DATABASE_URL"):
-        yield os.environ["DATABASE_URL"]
-        return
-    from ptsp_gate.embedded import EmbeddedPostgres
-
-    pg = EmbeddedPostgres()
-    dsn = pg.start(Path(tmp_path_factory.mktemp("pg")) / "data")
-    try:
+    with harness.postgres_server(tmp_path_factory.mktemp("pg") / "data") as (dsn, _):
         yield dsn
-    finally:
-        pg.stop()
-
-
-def _with_database(dsn: str, name: str) -> str:
-    """The same server and credentials, another database name (URL or unix-socket form)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path="/" + name))
 
 
 @pytest.fixture(scope="session")
 async def template_db(server_dsn: str) -> str:
-    name = f"ptsp_gate_template_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(server_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    conn = await connect(_with_database(server_dsn, name))
-    try:
-        await migrations.migrate(conn)
-    finally:
-        await conn.close()
-    return name
+    return await harness.migrated_template(server_dsn)
 
 
 @pytest.fixture
 async def db_dsn(server_dsn: str, template_db: str) -> AsyncIterator[str]:
-    name = f"ptsp_gate_test_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(server_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    finally:
-        await admin.close()
-    yield _with_database(server_dsn, name)
-    admin = await asyncpg.connect(server_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with harness.fresh_database(server_dsn, "ptsp_gate_test", template=template_db) as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -1,27 +1,41 @@
-"""Helpers for integration tests: run services in-process, produce events, read topics."""
+"""Helpers for integration tests: run services in-process or as processes, produce events, read
+topics. Reading topics and starting processes is the harness's (`ptsp_gate.embedded.harness`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import os
-import socket
-import subprocess
-import sys
-import tempfile
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+import asyncpg
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from ptsp_gate import demo
 from ptsp_gate.config import Settings
+from ptsp_gate.embedded import harness
+from ptsp_gate.embedded.harness import free_port, read_topic
 from ptsp_gate.policy import load_policy_book
 from ptsp_gate.runtime.registry import spec_for
 from ptsp_gate.runtime.service import Service
+
+__all__ = [
+    "application_id",
+    "assert_exactly_once",
+    "assert_none_lost",
+    "decisions",
+    "events",
+    "free_port",
+    "header",
+    "query_value",
+    "read_topic",
+    "send",
+    "service_process",
+    "services",
+]
 
 
 @contextlib.asynccontextmanager
@@ -47,47 +61,6 @@ async def send(
         for key, headers, value in records
     ]
     await asyncio.gather(*futures)
-
-
-async def read_topic(
-    bootstrap: list[str],
-    topic: str,
-    expected: int,
-    timeout: float = 30.0,
-    settle: float = 0.5,
-    *,
-    distinct: Callable[[ConsumerRecord[bytes, bytes]], Any] | None = None,
-) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of the topic from the beginning: waits for `expected` records (or, with
-    `distinct`, for `expected` different values of it: republished copies must not count), then a
-    little longer so that duplicates beyond it would be seen too."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await consumer.start()
-    out: list[ConsumerRecord[bytes, bytes]] = []
-    seen: set[Any] = set()
-    loop = asyncio.get_running_loop()
-    try:
-        deadline = loop.time() + timeout
-        settle_until: float | None = None
-        while loop.time() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                out.extend(records)
-                if distinct is not None:
-                    seen.update(distinct(r) for r in records)
-            if (len(seen) if distinct is not None else len(out)) >= expected:
-                settle_until = settle_until or loop.time() + settle
-                if loop.time() >= settle_until:
-                    break
-    finally:
-        await consumer.stop()
-    return out
 
 
 def application_id(record: ConsumerRecord[bytes, bytes]) -> str:
@@ -136,59 +109,29 @@ def assert_exactly_once(records, n: int) -> None:
     assert not duplicates, f"{len(duplicates)} decisions published more than once"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def service_process(
-    settings,
+    settings: Settings,
     name: str,
     port: int | None = None,
-    *extra: str,
+    *options: str,
     env_extra: dict[str, str] | None = None,
-) -> subprocess.Popen[bytes]:
+) -> harness.ServiceProcess:
+    """`ptsp-gate run NAME` on `settings`, in batches of at most 200 records."""
     env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": ",".join(settings.kafka_bootstrap_servers),
-        "DATABASE_URL": settings.dsn(),
-        "PTSP_GATE_TOPIC_APPLICATIONS": settings.topic_applications,
-        "PTSP_GATE_TOPIC_ENROLMENT": settings.topic_enrolment,
-        "PTSP_GATE_TOPIC_DECISIONS": settings.topic_decisions,
-        "PTSP_GATE_GROUP_PERMIT_CHECKER": settings.group_permit_checker,
+        **harness.settings_env(settings),
         "PTSP_GATE_BATCH_MAX_RECORDS": "200",
         **(env_extra or {}),
     }
-    output = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the process object
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ptsp_gate.cli.main",
-            "run",
-            name,
-            "--port",
-            str(port or free_port()),
-            "--host",
-            "127.0.0.1",
-            *extra,
-        ],
-        env=env,
-        # A file, not a pipe: a busy service logs a line per decision and would fill a pipe
-        # that nobody reads until the end, then block on it.
-        stdout=output,
-        stderr=subprocess.STDOUT,
-    )
-    proc.output_file = output  # type: ignore[attr-defined]
-    return proc
+    return harness.start_service(name, env, port=port, options=options)
 
 
-def output_of(proc: subprocess.Popen[bytes]) -> str:
-    """Everything the process has written so far (stdout and stderr)."""
-    output = proc.output_file  # type: ignore[attr-defined]
-    output.seek(0)
-    return output.read().decode(errors="replace")
+async def query_value(dsn: str, sql: str) -> Any:
+    """The one value `sql` returns, on a connection of its own."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(sql)
+    finally:
+        await conn.close()
 
 
 async def decide_scenarios(

@@ -20,6 +20,7 @@ from ptsp_gate import demo
 from ptsp_gate.adapters import migrations
 from ptsp_gate.adapters.postgres import connect
 from ptsp_gate.config import Settings
+from ptsp_gate.embedded import harness
 
 from ..cli_helpers import console
 from .conftest import eventually, kafka_engine
@@ -33,13 +34,7 @@ def _cli(dsn: str, *argv: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_migrate_is_idempotent_and_safe_concurrently(server_dsn) -> None:
-    from .conftest import _with_database
-
-    name = "ptsp_gate_mig_" + os.urandom(4).hex()
-    conn = await connect(server_dsn)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    dsn = _with_database(server_dsn, name)
+    dsn = await harness.create_database(server_dsn, "ptsp_gate_mig")
     results = await asyncio.gather(*(asyncio.to_thread(_cli, dsn, "migrate") for _ in range(4)))
     assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
     outputs = sorted(r.stdout.strip() for r in results)
@@ -120,13 +115,8 @@ async def test_flagged_csv_writes_formulas_as_text(db, db_dsn) -> None:
 
 
 async def test_officer_command_on_unmigrated_database_is_one_line(server_dsn) -> None:
-    from .conftest import _with_database
-
-    name = "ptsp_gate_bare_" + os.urandom(4).hex()
-    conn = await connect(server_dsn)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    out = await asyncio.to_thread(_cli, _with_database(server_dsn, name), "flagged")
+    bare = await harness.create_database(server_dsn, "ptsp_gate_bare")
+    out = await asyncio.to_thread(_cli, bare, "flagged")
     assert out.returncode == 1
     assert out.stderr.strip().splitlines() == [
         "ptsp-gate flagged: database schema is behind: run `ptsp-gate migrate`"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import time
 import uuid
@@ -20,6 +19,7 @@ from ptsp_gate.adapters.postgres import connect
 from ptsp_gate.config import Settings
 from ptsp_gate.contract.events import CE_TYPE_APPLICATION
 from ptsp_gate.dlq.records import DeadLetter
+from ptsp_gate.embedded import harness
 from ptsp_gate.stores import dlq_replays
 from ptsp_gate_permit_checker import checker
 
@@ -34,16 +34,7 @@ PARTITIONS_PLUS = 7  # beyond the test topics' partition count
 
 
 def _env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": ",".join(settings.kafka_bootstrap_servers),
-        "DATABASE_URL": settings.dsn(),
-        "PTSP_GATE_TOPIC_APPLICATIONS": settings.topic_applications,
-        "PTSP_GATE_TOPIC_ENROLMENT": settings.topic_enrolment,
-        "PTSP_GATE_TOPIC_DECISIONS": settings.topic_decisions,
-    }
-    env.update(extra)
-    return env
+    return {**harness.settings_env(settings), **extra}
 
 
 async def _dlq(settings: Settings, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -342,13 +333,8 @@ async def test_dead_letters_leave_the_event_id_free_but_still_dedupe(
 
 
 async def test_migration_releases_event_ids_that_dead_letters_took(server_dsn, monkeypatch):
-    from .conftest import _with_database
-
-    name = "ptsp_gate_dlqmig_" + os.urandom(4).hex()
-    admin = await connect(server_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    conn = await connect(_with_database(server_dsn, name))
+    dsn = await harness.create_database(server_dsn, "ptsp_gate_dlqmig")
+    conn = await connect(dsn)
     try:
         every = migrations.available()
         before = [m for m in every if m.version < 3]
@@ -370,9 +356,7 @@ async def test_migration_releases_event_ids_that_dead_letters_took(server_dsn, m
         assert [tuple(r) for r in kept] == [("apps", "accepted"), ("apps", "sha256:00ff")]
     finally:
         await conn.close()
-        admin = await connect(server_dsn)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await harness.drop_database(server_dsn, dsn)
 
 
 async def test_an_enrolment_replay_that_still_fails_is_dead_lettered_again(

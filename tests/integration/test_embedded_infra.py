@@ -25,6 +25,8 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError, TopicAuthoriza
 import ptsp_gate
 from ptsp_gate.embedded import ApiKey, EmbeddedPostgres, KafkaErr, MockKafkaCluster
 
+from .support import query_value
+
 pytestmark = pytest.mark.integration
 
 Records = list[ConsumerRecord[bytes, bytes]]
@@ -311,10 +313,6 @@ async def test_embedded_postgres_creates_database_and_keeps_it_across_restarts(
     pg = EmbeddedPostgres(data_dir)
     dsn = pg.start()  # initialised directory and existing database: reused
     try:
-        conn = await asyncpg.connect(dsn)
-        try:
-            assert await conn.fetchval("SELECT n FROM kept") == 42
-        finally:
-            await conn.close()
+        assert await query_value(dsn, "SELECT n FROM kept") == 42
     finally:
         pg.stop()

@@ -12,11 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import asyncpg
 import pytest
 
 from ptsp_gate.embedded import EmbeddedPostgres
 from ptsp_gate.embedded.postgres import _server_owner
+
+from .support import query_value
 
 pytestmark = pytest.mark.integration
 
@@ -43,11 +44,7 @@ async def test_a_long_data_path_gets_a_private_socket_directory(workdir: Path) -
         assert stat.S_IMODE(info.st_mode) == 0o700
         assert info.st_uid == _server_owner()[0]
         assert (socket_dir / ".s.PGSQL.5432").is_socket()
-        conn = await asyncpg.connect(dsn)
-        try:
-            assert await conn.fetchval("SELECT 1") == 1
-        finally:
-            await conn.close()
+        assert await query_value(dsn, "SELECT 1") == 1
     finally:
         pg.stop()
     assert not socket_dir.exists()  # removed with the server

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import gzip
-import uuid
 
-import asyncpg
 import pytest
 
+from ptsp_gate.embedded import harness
 from ptsp_gate.enrolment_import import BrokenFile
 
 from .import_support import acli, csv_text, everything, record, run_import, write
@@ -101,18 +100,13 @@ async def test_missing_file_and_unmigrated_database(server_dsn, db_dsn, tmp_path
     out = await acli(db_dsn, str(missing))
     assert (out.returncode, out.stderr) == (1, f"ptsp-gate enrolment: {missing}: no such file\n")
 
-    from .conftest import _with_database
-
-    name = "ptsp_gate_bare_" + uuid.uuid4().hex[:8]
-    admin = await asyncpg.connect(server_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    bare = await harness.create_database(server_dsn, "ptsp_gate_bare")
     try:
         path = write(tmp_path / "s.csv", [record(1)])
-        out = await acli(_with_database(server_dsn, name), str(path))
+        out = await acli(bare, str(path))
         assert out.returncode == 1
         assert out.stderr == (
             "ptsp-gate enrolment: database schema is behind: run `ptsp-gate migrate`\n"
         )
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await harness.drop_database(server_dsn, bare)

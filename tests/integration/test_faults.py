@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 
-import asyncpg
 import pytest
 from pydantic import SecretStr
+
+from ptsp_gate.embedded import harness
 
 from .conftest import eventually
 from .support import (
@@ -16,7 +16,6 @@ from .support import (
     assert_exactly_once,
     assert_none_lost,
     events,
-    output_of,
     read_topic,
     send,
     service_process,
@@ -96,7 +95,7 @@ async def test_sigterm_while_busy_drains_commits_and_resumes(settings, producer,
         await eventually(some_decided, timeout=30)
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(proc.wait, 30)
-        output = output_of(proc)
+        output = proc.output()
         assert code == 0, output[-2000:]
         assert "service stopped" in output
     finally:
@@ -125,18 +124,12 @@ async def test_sigterm_while_busy_drains_commits_and_resumes(settings, producer,
 
 
 async def test_service_refuses_to_start_on_an_unmigrated_database(settings, server_dsn):
-    name = "ptsp_gate_empty_" + os.urandom(4).hex()
-    admin = await asyncpg.connect(server_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    from .conftest import _with_database
-
+    empty = await harness.create_database(server_dsn, "ptsp_gate_empty")
     proc = service_process(
-        settings.model_copy(update={"database_url": SecretStr(_with_database(server_dsn, name))}),
-        "permit-checker",
+        settings.model_copy(update={"database_url": SecretStr(empty)}), "permit-checker"
     )
     code = await asyncio.to_thread(proc.wait, 30)
-    out = output_of(proc)
+    out = proc.output()
     assert code == 1
     assert "run `ptsp-gate migrate`" in out.strip().splitlines()[-1]
 
@@ -152,7 +145,7 @@ async def test_a_consumer_that_cannot_start_ends_the_process(settings) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-    out = output_of(proc)
+    out = proc.output()
     assert code == 1, out[-3000:]
     assert (
         "ptsp-gate run: permit-checker: the Kafka consumer stopped (see the log above)"

@@ -19,7 +19,7 @@ import pytest
 from ptsp_gate import demo
 
 from .conftest import eventually
-from .support import free_port, output_of, send, service_process
+from .support import free_port, send, service_process
 
 pytestmark = pytest.mark.integration
 
@@ -123,7 +123,7 @@ async def test_probes_and_metrics(settings, producer, db) -> None:
         await asyncio.to_thread(proc.wait, 30)
 
     # Logs: JSON lines only, FastStream's and uvicorn's included; one line for the decision.
-    logged = _json_lines(output_of(proc))
+    logged = _json_lines(proc.output())
     loggers = {str(line.get("logger")) for line in logged}
     assert "ptsp_gate.kafka" in loggers, loggers
     assert "uvicorn.error" in loggers, loggers
@@ -205,7 +205,7 @@ async def test_workers_share_one_port_and_one_merged_exposition(settings, produc
     finally:
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(proc.wait, 60)
-    output = output_of(proc)
+    output = proc.output()
     assert code == 0, output[-3000:]
     events = [x["event"] for x in _json_lines(output)]
     # Every worker that got as far as consuming drained on SIGTERM, but for the one killed. (A

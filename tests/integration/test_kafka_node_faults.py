@@ -26,7 +26,6 @@ from .support import (
     decisions,
     events,
     free_port,
-    output_of,
     read_topic,
     service_process,
     services,
@@ -233,7 +232,7 @@ async def test_one_of_three_instances_killed_mid_stream(
             survivors = "\n".join(
                 line
                 for proc in procs[1:]
-                for line in output_of(proc).splitlines()
+                for line in proc.output().splitlines()
                 if '"level": "info"' not in line and '"level": "debug"' not in line
             )
             raise AssertionError(f"{exc}\nsurvivors' warnings:\n{survivors[-6000:]}") from None
@@ -247,5 +246,5 @@ async def test_one_of_three_instances_killed_mid_stream(
             except Exception:
                 proc.kill()
     for proc in procs[1:]:
-        assert proc.returncode == 0, output_of(proc)[-2000:]
+        assert proc.returncode == 0, proc.output()[-2000:]
     await _assert_each_decided_once(db, n)

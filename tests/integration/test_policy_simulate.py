@@ -25,6 +25,7 @@ from ptsp_gate.cli import policy
 from ptsp_gate.cli.common import CommandError
 from ptsp_gate.config import Settings
 from ptsp_gate.contract.events import EnrolmentState
+from ptsp_gate.embedded import harness
 from ptsp_gate.stores import enrolments
 from ptsp_gate.stores.applications import read_only
 
@@ -366,8 +367,6 @@ async def test_simulate_changes_nothing_in_the_database_or_on_kafka(
 
 
 async def test_console_errors_are_one_line(server_dsn, db_dsn, tmp_path) -> None:
-    from .conftest import _with_database
-
     candidate = write(tmp_path, "strict.toml", STRICT)
     out = await asyncio.to_thread(
         _cli, db_dsn, "policy", "simulate", "--policy", str(tmp_path / "missing.toml")
@@ -383,13 +382,8 @@ async def test_console_errors_are_one_line(server_dsn, db_dsn, tmp_path) -> None
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1].startswith("ptsp-gate policy simulate: argument")
 
-    name = "ptsp_gate_bare_" + os.urandom(4).hex()
-    conn = await connect(server_dsn)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    out = await asyncio.to_thread(
-        _cli, _with_database(server_dsn, name), "policy", "simulate", "--policy", str(candidate)
-    )
+    bare = await harness.create_database(server_dsn, "ptsp_gate_bare")
+    out = await asyncio.to_thread(_cli, bare, "policy", "simulate", "--policy", str(candidate))
     assert out.returncode == 1
     assert out.stderr.splitlines() == [
         "ptsp-gate policy: database schema is behind: run `ptsp-gate migrate`"

@@ -7,19 +7,20 @@ from pathlib import Path
 import pytest
 
 from ptsp_gate.embedded import apache_kafka
+from ptsp_gate.embedded.apache_kafka import cluster, installation
 
 
 def test_the_cache_directory_is_overridable(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("PTSP_GATE_KAFKA_HOME", str(tmp_path))
     assert apache_kafka.install_dir() == (
-        tmp_path / f"kafka_{apache_kafka.SCALA_VERSION}-{apache_kafka.KAFKA_VERSION}"
+        tmp_path / f"kafka_{installation.SCALA_VERSION}-{apache_kafka.KAFKA_VERSION}"
     )
     assert not apache_kafka.installed()
 
 
 def test_the_default_cache_is_under_the_home_directory(monkeypatch) -> None:
     monkeypatch.delenv("PTSP_GATE_KAFKA_HOME", raising=False)
-    assert apache_kafka.cache_root() == Path.home() / ".cache" / "ptsp-gate"
+    assert installation.cache_root() == Path.home() / ".cache" / "ptsp-gate"
 
 
 def test_a_finished_install_is_not_repeated(monkeypatch, tmp_path) -> None:
@@ -49,7 +50,7 @@ def test_an_old_java_is_refused(monkeypatch, tmp_path) -> None:
     java.write_text("#!/bin/sh\necho 'openjdk version \"11.0.2\" 2019-01-15' >&2\n")
     java.chmod(0o755)
     monkeypatch.setenv("JAVA_HOME", str(tmp_path))
-    assert apache_kafka.java_version() == 11
+    assert installation.java_version() == 11
     why = apache_kafka.missing_prerequisite()
     assert why is not None
     assert "Java 11 found" in why
@@ -66,6 +67,6 @@ def test_setup_says_why_in_one_line_and_does_not_fail(monkeypatch, tmp_path, cap
 
 
 def test_cluster_ids_never_look_like_an_option() -> None:
-    ids = {apache_kafka._cluster_id() for _ in range(5000)}
+    ids = {cluster._cluster_id() for _ in range(5000)}
     assert len(ids) == 5000
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)

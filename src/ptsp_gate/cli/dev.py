@@ -9,27 +9,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import stat
-import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from aiokafka import AIOKafkaConsumer
-
 from ptsp_gate import demo
 from ptsp_gate.adapters import kafka, migrations
 from ptsp_gate.adapters.postgres import connect
 from ptsp_gate.cli.common import PORT, CommandError, database, require_dev_extra
 from ptsp_gate.config import Settings, redact_dsn
+from ptsp_gate.embedded import harness
 from ptsp_gate.reports import render
 
 if TYPE_CHECKING:
@@ -37,6 +33,7 @@ if TYPE_CHECKING:
 
 READY_TIMEOUT_S = 45
 DECISIONS_TIMEOUT_S = 45
+STOP_TIMEOUT_S = 30
 
 
 def add_parser(sub: Subcommands) -> None:
@@ -166,60 +163,27 @@ async def run_dev(args: argparse.Namespace, settings: Settings) -> int:
 
 def _start_services(
     args: argparse.Namespace, settings: Settings, env: dict[str, str], stack: contextlib.ExitStack
-) -> dict[str, tuple[subprocess.Popen[bytes], int, Path]]:
+) -> dict[str, harness.ServiceProcess]:
     logs = settings.data_dir / "logs"
     _private_dir(logs)
-    procs: dict[str, tuple[subprocess.Popen[bytes], int, Path]] = {}
-    for name, port in (
-        ("enrolment-sync", args.enrolment_sync_port),
-        ("permit-checker", args.permit_checker_port),
-    ):
-        log_path = logs / f"{name}.log"
-        log_file = stack.enter_context(_private_file(log_path))
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ptsp_gate.cli.main",
-                "run",
-                name,
-                "--port",
-                str(port),
-                "--host",
-                "127.0.0.1",
-            ],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        stack.callback(_kill, proc)
-        procs[name] = (proc, port, log_path)
-    return procs
+    ports = {
+        "enrolment-sync": args.enrolment_sync_port,
+        "permit-checker": args.permit_checker_port,
+    }
+    return stack.enter_context(
+        harness.running_services(ports, env, logs=logs, open_log=_private_file)
+    )
 
 
 async def _wait_ready(
-    args: argparse.Namespace,
-    procs: dict[str, tuple[subprocess.Popen[bytes], int, Path]],
-    settings: Settings,
+    args: argparse.Namespace, procs: dict[str, harness.ServiceProcess], settings: Settings
 ) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    waiting = set(procs)
-    while waiting:
-        for name in list(waiting):
-            proc, port, log_path = procs[name]
-            if proc.poll() is not None:
-                tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or [
-                    "(no output)"
-                ]
-                raise CommandError(f"{name} exited with code {proc.returncode}: {tail[0][:300]}")
-            if await asyncio.to_thread(_is_ready, port):
-                waiting.discard(name)
-        if time.monotonic() > deadline:
-            raise CommandError(
-                f"{', '.join(sorted(waiting))} not ready after {READY_TIMEOUT_S} s; "
-                f"see {settings.data_dir / 'logs'}"
-            )
-        await asyncio.sleep(0.3)
+    try:
+        await harness.wait_ready(procs.values(), READY_TIMEOUT_S)
+    except harness.ServiceExited as exc:
+        raise CommandError(str(exc)) from None
+    except harness.NotReady as exc:
+        raise CommandError(f"{exc}; see {settings.data_dir / 'logs'}") from None
 
 
 def _ptsp_gate_command() -> str:
@@ -229,14 +193,6 @@ def _ptsp_gate_command() -> str:
             return str(local.relative_to(Path.cwd()))
         return str(local)
     return "ptsp-gate"
-
-
-def _is_ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
 
 
 async def _demo(settings: Settings, bootstrap: list[str], dsn: str) -> bool:
@@ -303,21 +259,8 @@ async def _show_redecision(
 
 
 async def _wait_enrolments(dsn: str, nibs: list[str], version: int) -> None:
-    conn = await connect(dsn)
-    try:
-        deadline = time.monotonic() + DECISIONS_TIMEOUT_S
-        while time.monotonic() < deadline:
-            n = await conn.fetchval(
-                "SELECT count(*) FROM employer_enrolment WHERE nib = ANY($1) AND version >= $2",
-                nibs,
-                version,
-            )
-            if n == len(nibs):
-                return
-            await asyncio.sleep(0.2)
-    finally:
-        await conn.close()
-    raise CommandError("enrolment-sync did not apply the demo enrolment records in time")
+    if not await harness.wait_for_enrolments(dsn, nibs, version, DECISIONS_TIMEOUT_S):
+        raise CommandError("enrolment-sync did not apply the demo enrolment records in time")
 
 
 async def _collect_decisions(
@@ -327,26 +270,14 @@ async def _collect_decisions(
     since: datetime,
     accept: Callable[[dict[str, Any]], bool] = lambda _d: True,
 ) -> dict[str, dict[str, Any]]:
-    consumer = AIOKafkaConsumer(
+    return await harness.collect_decisions(
+        kafka.client_args(_with_servers(settings, bootstrap)),
         settings.topic_decisions,
-        **kafka.client_args(_with_servers(settings, bootstrap)),
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
+        wanted,
+        since=since,
+        accept=accept,
+        timeout_s=DECISIONS_TIMEOUT_S,
     )
-    await consumer.start()
-    found: dict[str, dict[str, Any]] = {}
-    try:
-        deadline = time.monotonic() + DECISIONS_TIMEOUT_S
-        while not wanted <= found.keys() and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                for r in records:
-                    d = json.loads(r.value)
-                    if datetime.fromisoformat(d["decided_at"]) >= since and accept(d):
-                        found[d["application_id"]] = d
-    finally:
-        await consumer.stop()
-    return found
 
 
 def _summarise(
@@ -385,32 +316,19 @@ def _summarise(
     return ok
 
 
-async def _wait_for_signal(procs: dict[str, tuple[subprocess.Popen[bytes], int, Path]]) -> None:
+async def _wait_for_signal(procs: dict[str, harness.ServiceProcess]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     while not stop.is_set():
-        for name, (proc, _port, log_path) in procs.items():
-            if proc.poll() is not None:
-                _say(f"{name} exited with code {proc.returncode}; see {log_path}")
+        for name, proc in procs.items():
+            if not proc.running():
+                _say(f"{name} exited with code {proc.returncode}; see {proc.log}")
                 return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
 
 
-def _stop_services(procs: dict[str, tuple[subprocess.Popen[bytes], int, Path]]) -> None:
-    for proc, _port, _log in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc, _port, _log in procs.values():
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+def _stop_services(procs: dict[str, harness.ServiceProcess]) -> None:
+    harness.stop_all(list(procs.values()), STOP_TIMEOUT_S)

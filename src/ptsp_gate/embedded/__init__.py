@@ -2,7 +2,8 @@
 its Maven Central jars) and a PostgreSQL server.
 
 Used by ``ptsp-gate dev``, ``ptsp-gate broker``, the test suite and the benchmark whenever
-``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL`` do not point at real services.
+``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL`` do not point at real services; they start services
+and databases through :mod:`ptsp_gate.embedded.harness`.
 """
 
 from __future__ import annotations

@@ -55,8 +55,9 @@ import socket
 import threading
 from collections import deque
 from collections.abc import Iterable, Sequence
-from types import TracebackType
 from typing import Any, NamedTuple
+
+from ptsp_gate.embedded.engine import Engine
 
 __all__ = [
     "ApiKey",
@@ -244,7 +245,7 @@ def load_librdkafka() -> ctypes.CDLL:
     )
 
 
-class MockKafkaCluster:
+class MockKafkaCluster(Engine):
     """A running mock Kafka cluster with brokers numbered 1..``brokers``.
 
     Thread-safe: librdkafka serialises every control call through the cluster's own thread.
@@ -288,7 +289,7 @@ class MockKafkaCluster:
             for name, partitions in (topics or {}).items():
                 self.create_topic(name, partitions=partitions)
         except BaseException:
-            self.close()
+            self.stop()
             raise
 
     # -- lifecycle -------------------------------------------------------------------
@@ -332,7 +333,7 @@ class MockKafkaCluster:
         with self._lock:
             return self._drain_logs()
 
-    def close(self) -> None:
+    def stop(self) -> None:
         """Stop the brokers (clients see their connections drop) and free the handle."""
         with self._lock:
             if self._mcluster:
@@ -346,17 +347,6 @@ class MockKafkaCluster:
     @property
     def closed(self) -> bool:
         return self._mcluster is None
-
-    def __enter__(self) -> MockKafkaCluster:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else ",".join(self.bootstrap_servers)

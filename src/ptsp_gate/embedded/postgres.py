@@ -25,8 +25,9 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
+
+from ptsp_gate.embedded.engine import Engine
 
 __all__ = ["DEFAULT_DATABASE", "EmbeddedPostgres", "EmbeddedPostgresError", "default_data_dir"]
 
@@ -174,7 +175,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(Engine):
     """A PostgreSQL server for one data directory, with a named database in it.
 
     Usage::
@@ -277,17 +278,9 @@ class EmbeddedPostgres:
             server.cleanup()
             _forget_socket_dir(socket_dir)
 
-    def __enter__(self) -> EmbeddedPostgres:
+    def __enter__(self) -> Self:
         self.start()
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = self.dsn if self.running else "stopped"

@@ -1,33 +1,13 @@
-"""A local Apache Kafka cluster: the real broker, from Maven Central, in KRaft mode.
-
-``install()`` resolves a pinned Apache Kafka (the broker, its runtime dependencies and a log4j2
-backend) with Maven into a cache directory, once. :class:`ApacheKafkaCluster` starts N nodes
-from it, each a combined broker and controller in its own JVM, listening on loopback only on
-free ports, with data in a temporary directory of its own. The configuration is ours: the
-templates in ``apache_kafka_conf/`` beside this file.
-
-Each JVM is started with the parent-death signal set, so a test run or a ``ptsp-gate broker``
-that is killed outright takes its nodes with it instead of leaving them running. The signal
-fires when the *thread* that started the node ends: start clusters from a thread that outlives
-them (the main thread, as the test fixtures and the ``broker`` command do).
-
-Fault injection works on the real processes: :meth:`ApacheKafkaCluster.kill` (SIGKILL),
-:meth:`~ApacheKafkaCluster.pause` / :meth:`~ApacheKafkaCluster.resume` (SIGSTOP / SIGCONT),
-:meth:`~ApacheKafkaCluster.stop_node` (SIGTERM, a controlled shutdown) and
-:meth:`~ApacheKafkaCluster.start_node` (the same node, ports and data, back again).
-"""
+"""A running Apache Kafka cluster: N nodes in KRaft mode, each a combined broker and controller in
+its own JVM, on loopback ports, with data in a temporary directory of its own."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
 import ctypes
-import os
-import random
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -38,204 +18,26 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from string import Template
-from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
-__all__ = [
-    "KAFKA_VERSION",
-    "ApacheKafkaCluster",
-    "ApacheKafkaError",
-    "install",
-    "install_dir",
-    "installed",
-    "missing_prerequisite",
-]
+from ptsp_gate.embedded.apache_kafka.installation import (
+    ApacheKafkaError,
+    install_dir,
+    java_executable,
+    missing_prerequisite,
+    one_line_tail,
+)
+from ptsp_gate.embedded.engine import Engine
+from ptsp_gate.embedded.ports import restartable_ports
+from ptsp_gate.embedded.processes import Process, stop_all
 
-KAFKA_VERSION = "4.2.0"
-SCALA_VERSION = "2.13"
-# The log4j2 release Kafka itself is built against; the slf4j 1.x binding routes Kafka's
-# slf4j calls to it.
-LOG4J_VERSION = "2.25.3"
-MIN_JAVA = 17
+__all__ = ["ApacheKafkaCluster", "KafkaNode"]
 
-_COMPLETE = ".complete"
 _MAIN = "kafka.Kafka"
 _STORAGE_TOOL = "kafka.tools.StorageTool"
 _PR_SET_PDEATHSIG = 1
-
-_POM = Template("""<?xml version="1.0" encoding="UTF-8"?>
-<!-- Written by ptsp-gate's setup: what a local Apache Kafka node needs at run time. -->
-<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>ptsp-gate.local</groupId>
-  <artifactId>apache-kafka-runtime</artifactId>
-  <version>$kafka</version>
-  <packaging>pom</packaging>
-  <dependencies>
-    <dependency>
-      <groupId>org.apache.kafka</groupId>
-      <artifactId>kafka_$scala</artifactId>
-      <version>$kafka</version>
-    </dependency>
-    <dependency>
-      <groupId>org.apache.logging.log4j</groupId>
-      <artifactId>log4j-slf4j-impl</artifactId>
-      <version>$log4j</version>
-    </dependency>
-  </dependencies>
-</project>
-""")
-
-
-class ApacheKafkaError(RuntimeError):
-    """Apache Kafka could not be installed, started or controlled."""
-
-
-def one_line_tail(text: str, limit: int = 400) -> str:
-    return " ".join(text.split())[-limit:]
-
-
-# -- installation ------------------------------------------------------------------------
-
-
-def cache_root() -> Path:
-    """``PTSP_GATE_KAFKA_HOME``, or ``~/.cache/ptsp-gate``."""
-    configured = os.environ.get("PTSP_GATE_KAFKA_HOME")
-    if configured:
-        return Path(configured).expanduser()
-    return Path.home() / ".cache" / "ptsp-gate"
-
-
-def install_dir() -> Path:
-    return cache_root() / f"kafka_{SCALA_VERSION}-{KAFKA_VERSION}"
-
-
-def installed() -> bool:
-    return (install_dir() / "libs" / _COMPLETE).is_file()
-
-
-def java_version(java: str = "java") -> int | None:
-    """The major version of ``java`` on PATH (``JAVA_HOME`` first), or None without one."""
-    executable = _java(java)
-    if executable is None:
-        return None
-    try:
-        out = subprocess.run(
-            [executable, "-version"], capture_output=True, text=True, timeout=30, check=False
-        ).stderr
-    except (OSError, subprocess.SubprocessError):
-        return None
-    found = re.search(r'version "(\d+)(?:\.(\d+))?', out)
-    if not found:
-        return None
-    major = int(found.group(1))
-    return int(found.group(2) or 0) if major == 1 else major
-
-
-def _java(name: str = "java") -> str | None:
-    home = os.environ.get("JAVA_HOME")
-    if home and (Path(home) / "bin" / name).is_file():
-        return str(Path(home) / "bin" / name)
-    return shutil.which(name)
-
-
-def missing_prerequisite(*, for_install: bool = False) -> str | None:
-    """Why Apache Kafka cannot run (or be installed) here, in one line; None when it can."""
-    version = java_version()
-    if version is None:
-        return f"no Java found (Apache Kafka {KAFKA_VERSION} needs Java {MIN_JAVA} or newer)"
-    if version < MIN_JAVA:
-        return f"Java {version} found; Apache Kafka {KAFKA_VERSION} needs Java {MIN_JAVA} or newer"
-    if for_install:
-        if not installed() and shutil.which("mvn") is None:
-            return f"no Maven (mvn) to fetch Apache Kafka {KAFKA_VERSION} from Maven Central"
-    elif not installed():
-        return f"Apache Kafka {KAFKA_VERSION} is not installed in {install_dir()} (scripts/setup)"
-    return None
-
-
-def install(*, log: IO[str] | None = None) -> Path:
-    """Resolve the pinned Apache Kafka into :func:`install_dir` with Maven; a no-op once done.
-
-    Maven's own repository goes into the same cache, so nothing outside it is written.
-    """
-    target = install_dir()
-    libs = target / "libs"
-    if (libs / _COMPLETE).is_file():
-        return target
-    why = missing_prerequisite(for_install=True)
-    if why:
-        raise ApacheKafkaError(why)
-    target.mkdir(parents=True, exist_ok=True)
-    pom = target / "pom.xml"
-    pom.write_text(_POM.substitute(kafka=KAFKA_VERSION, scala=SCALA_VERSION, log4j=LOG4J_VERSION))
-    staging = target / "libs.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    command = [
-        "mvn",
-        "--batch-mode",
-        "--quiet",
-        "--strict-checksums",
-        "--file",
-        str(pom),
-        f"-Dmaven.repo.local={cache_root() / 'm2'}",
-        "dependency:copy-dependencies",
-        f"-DoutputDirectory={staging}",
-        "-DincludeScope=runtime",
-    ]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=900)
-    except subprocess.TimeoutExpired:
-        raise ApacheKafkaError(
-            f"mvn did not resolve Apache Kafka {KAFKA_VERSION} in 900 s"
-        ) from None
-    if done.returncode != 0:
-        detail = one_line_tail(done.stdout + done.stderr)
-        raise ApacheKafkaError(f"mvn could not resolve Apache Kafka {KAFKA_VERSION}: {detail}")
-    if not any(staging.glob(f"kafka_{SCALA_VERSION}-{KAFKA_VERSION}.jar")):
-        raise ApacheKafkaError(f"mvn finished but left no kafka_{SCALA_VERSION} jar in {staging}")
-    shutil.rmtree(libs, ignore_errors=True)
-    staging.rename(libs)
-    (libs / _COMPLETE).write_text(f"{KAFKA_VERSION}\n")
-    if log is not None:
-        print(f"Apache Kafka {KAFKA_VERSION} installed in {target}", file=log)
-    return target
-
-
-# -- a running cluster ---------------------------------------------------------------------
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-def _free_ports(count: int) -> list[int]:
-    """Ports that are free now and below the kernel's ephemeral range: an outgoing connection
-    never takes one of them as its source port, so a node restarted on its old ports finds
-    them free. They are held open together so that no two are the same."""
-    low = _ephemeral_range()[0]
-    floor = 10_000 if low > 11_000 else 1024
-    candidates = random.sample(range(floor, low), k=min(low - floor, 50 * count))
-    socks: list[socket.socket] = []
-    try:
-        for port in candidates:
-            s = socket.socket()
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                s.close()
-                continue
-            socks.append(s)
-            if len(socks) == count:
-                return [int(s.getsockname()[1]) for s in socks]
-        raise ApacheKafkaError(f"no {count} free ports below {low} on 127.0.0.1")
-    finally:
-        for s in socks:
-            s.close()
+# SIGTERM to exit: a controlled shutdown moves leadership away first.
+_STOP_TIMEOUT_S = 20.0
 
 
 def _cluster_id() -> str:
@@ -280,7 +82,7 @@ class KafkaNode:
     port: int
     controller_port: int
     directory: Path
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    process: Process | None = field(default=None, repr=False)
 
     @property
     def address(self) -> str:
@@ -288,7 +90,7 @@ class KafkaNode:
 
     @property
     def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.process is not None and self.process.running()
 
     def log_tail(self, lines: int = 15) -> str:
         text = ""
@@ -298,7 +100,7 @@ class KafkaNode:
         return "\n".join(text.splitlines()[-lines:])
 
 
-class ApacheKafkaCluster:
+class ApacheKafkaCluster(Engine):
     """A running Apache Kafka cluster of ``brokers`` nodes, ids 1..N.
 
     Replication factor ``min(3, N)`` for every topic and internal topic, and
@@ -333,7 +135,10 @@ class ApacheKafkaCluster:
         self.min_insync = min(2, brokers)
         self.partitions = partitions
         self.cluster_id = _cluster_id()
-        ports = _free_ports(2 * brokers)
+        try:
+            ports = restartable_ports(2 * brokers)
+        except OSError as exc:
+            raise ApacheKafkaError(str(exc)) from None
         self._own_dir = data_dir is None
         self.data_dir = (
             Path(tempfile.mkdtemp(prefix="ptsp-gate-kafka-")) if data_dir is None else data_dir
@@ -355,13 +160,13 @@ class ApacheKafkaCluster:
                 self._launch(node)
             self.wait_ready()
         except BaseException:
-            self.close()
+            self.stop()
             raise
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def _template(self, name: str) -> Template:
-        source = resources.files("ptsp_gate.embedded").joinpath(f"apache_kafka_conf/{name}")
+        source = resources.files(__package__).joinpath(f"conf/{name}")
         return Template(source.read_text())
 
     def _configure(self) -> None:
@@ -386,7 +191,7 @@ class ApacheKafkaCluster:
             )
 
     def _java_command(self, node: KafkaNode, main: str, *args: str, heap_mb: int) -> list[str]:
-        java = _java() or "java"
+        java = java_executable() or "java"
         return [
             java,
             f"-Xmx{heap_mb}m",
@@ -442,15 +247,14 @@ class ApacheKafkaCluster:
             node, _MAIN, str(node.directory / "server.properties"), heap_mb=self.heap_mb
         )
 
-        def start() -> subprocess.Popen[bytes]:
-            with open(node.directory / "stdout.log", "ab") as out:
-                return subprocess.Popen(
-                    command,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    preexec_fn=_die_with_parent,  # noqa: PLW1509 - one prctl call, looked up before
-                )
+        def start() -> Process:
+            return Process(
+                f"node-{node.node_id}",
+                command,
+                log=node.directory / "stdout.log",
+                open_log=lambda path: path.open("ab"),  # one log across restarts
+                preexec_fn=_die_with_parent,  # one prctl call, looked up before the fork
+            )
 
         node.process = self._launcher.submit(start).result()
 
@@ -463,7 +267,7 @@ class ApacheKafkaCluster:
         last = "no answer"
         while time.monotonic() < deadline:
             for node in waiting:
-                if node.process is not None and node.process.poll() is not None:
+                if node.process is not None and not node.process.running():
                     raise ApacheKafkaError(
                         f"Apache Kafka node {node.node_id} exited with {node.process.returncode}:"
                         f"\n{node.log_tail()}"
@@ -507,22 +311,13 @@ class ApacheKafkaCluster:
     def _registered_brokers(self, servers: str, timeout_s: float) -> set[int]:
         return set(self._metadata(servers, timeout_s).brokers)
 
-    def close(self) -> None:
+    def stop(self) -> None:
         """Stop every node (SIGTERM, then SIGKILL after 20 s) and remove the data."""
-        for node in self.nodes:
-            if node.running and node.process is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    node.process.send_signal(signal.SIGCONT)  # a paused node cannot stop
-                    node.process.terminate()
-        deadline = time.monotonic() + 20
-        for node in self.nodes:
-            if node.process is None:
-                continue
-            try:
-                node.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                node.process.kill()
-                node.process.wait()
+        running = [n.process for n in self.nodes if n.process is not None and n.running]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGCONT)  # a paused node cannot stop
+        stop_all(running, _STOP_TIMEOUT_S)
         self._launcher.shutdown(wait=False)
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
@@ -530,17 +325,6 @@ class ApacheKafkaCluster:
     @property
     def closed(self) -> bool:
         return not any(node.running for node in self.nodes)
-
-    def __enter__(self) -> ApacheKafkaCluster:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"ApacheKafkaCluster(brokers={self.brokers}, {','.join(self.bootstrap_servers)})"
@@ -640,13 +424,10 @@ class ApacheKafkaCluster:
 
     def stop_node(self, node_id: int, timeout_s: float = 60) -> None:
         """SIGTERM: a controlled shutdown (leadership moves away first)."""
-        node = self._signal(node_id, signal.SIGTERM)
-        assert node.process is not None
-        try:
-            node.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            node.process.kill()
-            node.process.wait()
+        node = self.node(node_id)
+        if not node.running or node.process is None:
+            raise ApacheKafkaError(f"node {node_id} is not running")
+        node.process.stop(timeout_s)
 
     def start_node(self, node_id: int, timeout_s: float | None = None) -> None:
         """Start a stopped or killed node again, with its ports and data."""
@@ -666,16 +447,3 @@ class ApacheKafkaCluster:
             for p in metadata.topics[name].partitions.values()
             if len(p.isrs) < len(p.replicas)
         )
-
-
-def main() -> int:
-    """What scripts/setup runs: install once, or say in one line why not."""
-    import sys
-
-    try:
-        if not installed():
-            install(log=sys.stderr)
-    except ApacheKafkaError as exc:
-        print(f"setup: Apache Kafka: {exc}", file=sys.stderr)
-        return 1
-    return 0
