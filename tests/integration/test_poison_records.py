@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from ptsp_gate import decisions as decision_builder
 from ptsp_gate import demo
-from ptsp_gate_permit_checker import checker
 
 from .conftest import eventually
 from .support import application_id, decisions, header, read_topic, send, services
@@ -147,14 +147,14 @@ async def test_a_record_that_fails_deciding_is_isolated_while_the_database_is_he
     now = datetime.now(UTC)
     apps = [demo.application(n, workers=0, now=now) for n in range(1, 6)]
     poisoned = apps[2]["application_id"]
-    real_decide = checker.decide
+    real_decide = decision_builder.decide
 
     def decide(app, *args, **kwargs):
         if app.application_id == poisoned:
             raise ZeroDivisionError("a rule's arithmetic failed")
         return real_decide(app, *args, **kwargs)
 
-    monkeypatch.setattr(checker, "decide", decide)
+    monkeypatch.setattr(decision_builder, "decide", decide)
     key = demo.application_record(apps[0])[0]
     async with services(settings, "permit-checker") as running:
         started = time.monotonic()
@@ -247,14 +247,14 @@ async def test_a_poison_record_is_isolated_while_other_partitions_keep_flowing(
     # failures from the poison's offset must survive them, or it would never be isolated.
     now = datetime.now(UTC)
     poison = demo.application(1, workers=0, now=now)
-    real_decide = checker.decide
+    real_decide = decision_builder.decide
 
     def decide(app, *args, **kwargs):
         if app.application_id == poison["application_id"]:
             raise ZeroDivisionError("a rule's arithmetic failed")
         return real_decide(app, *args, **kwargs)
 
-    monkeypatch.setattr(checker, "decide", decide)
+    monkeypatch.setattr(decision_builder, "decide", decide)
     stream = [demo.application(n, workers=0, now=now) for n in range(2, 302)]
     async with services(settings, "permit-checker"):
         started = time.monotonic()

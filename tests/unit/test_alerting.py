@@ -21,7 +21,7 @@ from ptsp_gate.observability.metrics import Metrics
 
 ROOT = Path(__file__).parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "rules" / "ptsp-gate.rules.yml"
-RULE_TESTS = ROOT / "deploy" / "prometheus" / "tests" / "ptsp-gate.rules.test.yml"
+RULE_TESTS = sorted((ROOT / "deploy" / "prometheus" / "tests").glob("*.test.yml"))
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "ptsp-gate.json"
 RUNBOOK = "https://github.com/ptsp-gate/ptsp-gate/blob/main/docs/operations.md#"
 SEVERITIES = {"critical", "warning", "info"}
@@ -190,7 +190,8 @@ def test_promtool_checks_the_rules(promtool: str) -> None:
 
 
 def test_promtool_unit_tests_pass(promtool: str) -> None:
-    _run(promtool, "test", "rules", str(RULE_TESTS))
+    assert RULE_TESTS
+    _run(promtool, "test", "rules", *map(str, RULE_TESTS))
 
 
 def test_every_alert_is_labelled_and_annotated() -> None:
@@ -211,7 +212,8 @@ def test_every_alert_is_labelled_and_annotated() -> None:
 def test_every_alert_has_a_firing_and_a_quiet_case() -> None:
     fires: set[str] = set()
     quiet: set[str] = set()
-    for case in yaml.safe_load(RULE_TESTS.read_text())["tests"]:
+    cases = [case for f in RULE_TESTS for case in yaml.safe_load(f.read_text())["tests"]]
+    for case in cases:
         for check in case.get("alert_rule_test", []):
             (fires if check.get("exp_alerts") else quiet).add(check["alertname"])
     names = {alert["alert"] for alert in _alerts()}

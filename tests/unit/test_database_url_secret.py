@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ptsp_gate.cli import dev
+from ptsp_gate.cli import dev_session as dev
 from ptsp_gate.cli.main import main
 from ptsp_gate.config import Settings, dsn_problem, redact_dsn
 

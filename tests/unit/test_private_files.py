@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ptsp_gate.cli import dev
+from ptsp_gate.cli import dev_session as dev
 from ptsp_gate.embedded import postgres as embedded_pg
 
 
