@@ -48,24 +48,20 @@ class Redecider:
         """In the store's transaction: re-decide the open applications of these employers."""
         if not nibs:
             return []
-        found = await store.latest_of_employers(nibs, now - timedelta(days=self.window_days))
-        return await self._redecide(store, found, ("PENDING", "BLOCKED"), now)
+        since = now - timedelta(days=self.window_days)
+        found = await store.latest_of_employers(nibs, since, ("PENDING", "BLOCKED"))
+        return await self._redecide(store, found, now)
 
     async def pending(self, store: Store, now: datetime) -> list[Change]:
         """In the store's transaction: re-decide every open PENDING application, so that
         ENROLMENT_UNKNOWN and ENROLMENT_STALE resolve once data is there (or a region's complete
         snapshot makes absence meaningful), whatever path the data came by."""
-        found = await store.latest_of_pending(now - timedelta(days=self.window_days))
-        return await self._redecide(store, found, ("PENDING",), now)
+        found = await store.latest_of_pending(now - timedelta(days=self.window_days), ("PENDING",))
+        return await self._redecide(store, found, now)
 
     async def _redecide(
-        self,
-        store: Store,
-        found: Sequence[OpenDecision],
-        open_outcomes: tuple[str, ...],
-        now: datetime,
+        self, store: Store, found: Sequence[OpenDecision], now: datetime
     ) -> list[Change]:
-        found = [f for f in found if f.outcome in open_outcomes]
         if not found:
             return []
         states = await store.enrolments(f.application.employer.nib for f in found)

@@ -114,21 +114,21 @@ async def test_memory_and_postgres_stores_agree(pool: asyncpg.Pool) -> None:
     )
     await _run(on_postgres)
 
-    rows = await pool.fetch("SELECT kind, headers, value FROM outbox ORDER BY id")
-    pg_decisions = [json.loads(r["value"]) for r in rows if r["kind"] == "decision"]
-    mem_decisions = [
-        json.loads(r.value or b"") for r in memory.state.outbox if r.kind == "decision"
+    # Everything queued for publication, in the order it would be published: decisions, their
+    # CloudEvents headers, re-decisions in application order, dead letters and their headers.
+    rows = await pool.fetch("SELECT topic, key, headers, value, kind FROM outbox ORDER BY id")
+    on_pg = [
+        (r["kind"], r["topic"], r["key"], unpack_headers(r["headers"]), r["value"]) for r in rows
     ]
-    assert _decision_facts(mem_decisions) == _decision_facts(pg_decisions)
-    assert len(mem_decisions) == len(pg_decisions)
-
-    def codes(headers: list[tuple[str, bytes]]) -> bytes:
-        return dict(headers)[dead_letter.ERROR_CODE]
-
-    pg_dead = sorted(codes(unpack_headers(r["headers"])) for r in rows if r["kind"] == "dlq")
-    mem_dead = sorted(codes(list(r.headers)) for r in memory.state.outbox if r.kind == "dlq")
-    assert mem_dead == pg_dead
-    assert b"ID_CONFLICT" in mem_dead
+    in_memory = [(r.kind, r.topic, r.key, list(r.headers), r.value) for r in memory.state.outbox]
+    assert in_memory == on_pg
+    decided = [json.loads(value or b"") for kind, _, _, _, value in on_pg if kind == "decision"]
+    assert len(_decision_facts(decided)) == len(decided)
+    assert any(d["supersedes"] for d in decided)
+    dead = [
+        dict(headers)[dead_letter.ERROR_CODE] for kind, _, _, headers, _ in on_pg if kind == "dlq"
+    ]
+    assert b"ID_CONFLICT" in dead
 
     pg_versions = dict(await pool.fetch("SELECT nib, version FROM employer_enrolment"))
     assert {n: s.version for n, s in memory.state.enrolments.items()} == pg_versions
@@ -136,3 +136,32 @@ async def test_memory_and_postgres_stores_agree(pool: asyncpg.Pool) -> None:
         (r["topic"], r["event_key"]) for r in await pool.fetch("SELECT * FROM processed_event")
     }
     assert set(memory.state.processed) == pg_keys
+
+
+async def test_a_closed_application_is_never_read_back(pool: asyncpg.Pool) -> None:
+    # Only open (PENDING, BLOCKED) applications are re-decided, so only theirs are parsed: a
+    # stored CLEARED application whose payload no longer validates must not stop its employer's
+    # new enrolment state from applying.
+    ctx = dataclasses.replace(
+        HandlerContext.from_settings(
+            WORLD.settings,
+            transactions=postgres_transactions(pool),
+            metrics=InMemory().metrics,
+            policies=WORLD.policies,
+        ),
+        clock=lambda: NOW,
+    )
+    enrolments, applications = WORLD.enrolments(), WORLD.applications()
+    await EnrolmentSync(ctx).handle_batch(
+        [enrolments.record(*demo.enrolment_record(demo.enrolment(1, now=NOW)))]
+    )
+    await PermitChecker(ctx).handle_batch(
+        [applications.record(*demo.application_record(demo.application(1, now=NOW)))]
+    )
+    assert await pool.fetchval("SELECT outcome FROM compliance_decision") == "CLEARED"
+    await pool.execute("""UPDATE permit_application SET payload = '{"unreadable": true}'""")
+    await EnrolmentSync(ctx).handle_batch(
+        [enrolments.record(*demo.enrolment_record(demo.enrolment(1, now=NOW, version=2)))]
+    )
+    assert await pool.fetchval("SELECT version FROM employer_enrolment") == 2
+    assert await pool.fetchval("SELECT count(*) FROM compliance_decision") == 1

@@ -70,27 +70,28 @@ async def store_decisions(
     await outbox.insert(
         conn,
         [
-            *(
-                outbox.OutboxRow(
-                    topic=topic,
-                    key=(d.nib or d.application_id).encode(),
-                    headers=binary_headers(
-                        event_id=str(d.decision_id),
-                        source=source,
-                        ce_type=CE_TYPE_DECISION,
-                        time=d.decided_at,
-                        subject=d.application_id,
-                    ),
-                    value=d.model_dump_json().encode(),
-                    kind="decision",
-                )
-                for d in ds
-                if d.decision_id in stored
-            ),
+            *(announcement(d, topic, source) for d in ds if d.decision_id in stored),
             *also,
         ],
     )
     return stored
+
+
+def announcement(decision: ComplianceDecision, topic: str, source: str) -> outbox.OutboxRow:
+    """The outbox row that publishes a stored decision: keyed by NIB, CloudEvents binary mode."""
+    return outbox.OutboxRow(
+        topic=topic,
+        key=(decision.nib or decision.application_id).encode(),
+        headers=binary_headers(
+            event_id=str(decision.decision_id),
+            source=source,
+            ce_type=CE_TYPE_DECISION,
+            time=decision.decided_at,
+            subject=decision.application_id,
+        ),
+        value=decision.model_dump_json().encode(),
+        kind="decision",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,8 @@ class OpenDecision:
     event_id: str
     application: PermitApplication
 
+
+Outcomes = tuple[str, ...]  # the outcomes that leave an application open
 
 # The latest non-rejected decision of each application, with the application event it was about.
 _LATEST = """
@@ -123,22 +126,25 @@ _WITH_PENDING = _LATEST.format(
 
 
 async def latest_of_employers(
-    conn: asyncpg.Connection, nibs: Sequence[str], submitted_since: datetime
+    conn: asyncpg.Connection, nibs: Sequence[str], submitted_since: datetime, outcomes: Outcomes
 ) -> list[OpenDecision]:
-    """The latest decision of each application of these employers submitted since then, unless
-    it rejected the application."""
-    return _open(await conn.fetch(_OF_EMPLOYERS, submitted_since, list(nibs)))
+    """The latest decision of each application of these employers submitted since then, when
+    its outcome is one of `outcomes`."""
+    return _open(await conn.fetch(_OF_EMPLOYERS, submitted_since, list(nibs)), outcomes)
 
 
-async def latest_of_pending(conn: asyncpg.Connection, since: datetime) -> list[OpenDecision]:
+async def latest_of_pending(
+    conn: asyncpg.Connection, since: datetime, outcomes: Outcomes
+) -> list[OpenDecision]:
     """The latest decision of each application decided PENDING since then (and submitted since
-    then), unless it rejected the application."""
-    return _open(await conn.fetch(_WITH_PENDING, since))
+    then), when its outcome is one of `outcomes`."""
+    return _open(await conn.fetch(_WITH_PENDING, since), outcomes)
 
 
-def _open(rows: Sequence[asyncpg.Record]) -> list[OpenDecision]:
-    # Stored payloads were validated strictly on the way in; read back from JSON, dates and enums
-    # are strings again, which only lax mode accepts.
+def _open(rows: Sequence[asyncpg.Record], outcomes: Outcomes) -> list[OpenDecision]:
+    # Filtered after DISTINCT ON picked the latest decision, and before parsing: a closed
+    # application's payload is never read. Stored payloads were validated strictly on the way
+    # in; read back from JSON, dates and enums are strings again, which only lax mode accepts.
     return [
         OpenDecision(
             decision_id=r["decision_id"],
@@ -148,4 +154,5 @@ def _open(rows: Sequence[asyncpg.Record]) -> list[OpenDecision]:
             application=PermitApplication.model_validate(r["payload"], strict=False),
         )
         for r in rows
+        if r["outcome"] in outcomes
     ]

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from ptsp_gate.contract.events import ComplianceDecision, EnrolmentState, PermitApplication
 from ptsp_gate.runtime.intake import Invalid, Valid
-from ptsp_gate.stores.decisions import OpenDecision
+from ptsp_gate.stores.decisions import OpenDecision, Outcomes, announcement
 from ptsp_gate.stores.outbox import OutboxRow
 from ptsp_gate.stores.unit_of_work import DecisionToStore, Rows, Store, Transactions
 
@@ -81,6 +81,8 @@ class MemoryStore:
     async def apply_enrolments(
         self, states: Sequence[EnrolmentState], source: str, event_ids: Sequence[str | None]
     ) -> set[str]:
+        if len({s.nib for s in states}) < len(states):  # an upsert cannot touch a row twice
+            raise ValueError("more than one state for one employer")
         applied: set[str] = set()
         for state in states:
             held = self.state.enrolments.get(state.nib)
@@ -94,6 +96,8 @@ class MemoryStore:
 
     async def add_applications(self, items: Sequence[Valid[PermitApplication]]) -> None:
         for item in items:
+            if item.event.id in self.state.applications:  # the primary key in PostgreSQL
+                raise ValueError(f"application event {item.event.id} is stored already")
             self.state.applications[item.event.id] = item.payload
 
     async def add_decisions(
@@ -107,15 +111,7 @@ class MemoryStore:
             self.state.decisions.append(StoredDecision(decision, event_id, version, topic, source))
             stored.add(decision.decision_id)
         self.state.outbox.extend(
-            OutboxRow(
-                topic=topic,
-                key=(d.nib or d.application_id).encode(),
-                headers=[],
-                value=d.model_dump_json().encode(),
-                kind="decision",
-            )
-            for d, _, _ in items
-            if d.decision_id in stored
+            announcement(d, topic, source) for d, _, _ in items if d.decision_id in stored
         )
         self.state.outbox.extend(also)
         return stored
@@ -124,20 +120,22 @@ class MemoryStore:
         self.state.outbox.extend(rows)
 
     async def latest_of_employers(
-        self, nibs: Sequence[str], submitted_since: datetime
+        self, nibs: Sequence[str], submitted_since: datetime, outcomes: Outcomes
     ) -> list[OpenDecision]:
         wanted = set(nibs)
-        return self._latest(
+        found = self._latest(
             submitted_since, lambda d: d.decision.nib is not None and d.decision.nib in wanted
         )
+        return [f for f in found if f.outcome in outcomes]
 
-    async def latest_of_pending(self, since: datetime) -> list[OpenDecision]:
+    async def latest_of_pending(self, since: datetime, outcomes: Outcomes) -> list[OpenDecision]:
         pending = {
             d.decision.application_id
             for d in self.state.decisions
             if d.decision.outcome.value == "PENDING" and d.decision.decided_at >= since
         }
-        return self._latest(since, lambda d: d.decision.application_id in pending)
+        found = self._latest(since, lambda d: d.decision.application_id in pending)
+        return [f for f in found if f.outcome in outcomes]
 
     def _latest(
         self, submitted_since: datetime, which: Callable[[StoredDecision], bool]
@@ -161,7 +159,8 @@ class MemoryStore:
                 event_id=s.event_id,
                 application=self.state.applications[s.event_id],
             )
-            for s in latest.values()
+            # In application order, as DISTINCT ON (application_id) returns them.
+            for _, s in sorted(latest.items())
         ]
 
     async def take_sweep_turn(self) -> bool:

@@ -16,7 +16,7 @@ import asyncpg
 from ptsp_gate.contract.events import ComplianceDecision, EnrolmentState, PermitApplication
 from ptsp_gate.runtime.intake import Invalid, Valid
 from ptsp_gate.stores import applications, decisions, enrolments, idempotency, outbox
-from ptsp_gate.stores.decisions import OpenDecision
+from ptsp_gate.stores.decisions import OpenDecision, Outcomes
 from ptsp_gate.stores.outbox import OutboxRow
 
 # (decision, the input event's key, the enrolment version it used)
@@ -69,10 +69,12 @@ class Store(Protocol):
     async def add_outbox(self, rows: Sequence[OutboxRow]) -> None: ...
 
     async def latest_of_employers(
-        self, nibs: Sequence[str], submitted_since: datetime
+        self, nibs: Sequence[str], submitted_since: datetime, outcomes: Outcomes
     ) -> list[OpenDecision]: ...
 
-    async def latest_of_pending(self, since: datetime) -> list[OpenDecision]: ...
+    async def latest_of_pending(
+        self, since: datetime, outcomes: Outcomes
+    ) -> list[OpenDecision]: ...
 
     async def take_sweep_turn(self) -> bool:
         """Whether this transaction may sweep pending applications (one sweeper at a time)."""
@@ -122,12 +124,12 @@ class PostgresStore:
         await outbox.insert(self.conn, rows)
 
     async def latest_of_employers(
-        self, nibs: Sequence[str], submitted_since: datetime
+        self, nibs: Sequence[str], submitted_since: datetime, outcomes: Outcomes
     ) -> list[OpenDecision]:
-        return await decisions.latest_of_employers(self.conn, nibs, submitted_since)
+        return await decisions.latest_of_employers(self.conn, nibs, submitted_since, outcomes)
 
-    async def latest_of_pending(self, since: datetime) -> list[OpenDecision]:
-        return await decisions.latest_of_pending(self.conn, since)
+    async def latest_of_pending(self, since: datetime, outcomes: Outcomes) -> list[OpenDecision]:
+        return await decisions.latest_of_pending(self.conn, since, outcomes)
 
     async def take_sweep_turn(self) -> bool:
         return bool(await self.conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _SWEEP_LOCK))

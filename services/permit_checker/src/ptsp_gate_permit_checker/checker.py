@@ -28,7 +28,6 @@ from ptsp_gate.observability import decision_log
 from ptsp_gate.policy import rejected
 from ptsp_gate.runtime import intake
 from ptsp_gate.runtime.context import HandlerContext
-from ptsp_gate.runtime.errors import is_transient
 from ptsp_gate.runtime.intake import Invalid, RawRecord, Valid
 from ptsp_gate.stores.unit_of_work import Store
 
@@ -66,11 +65,12 @@ class PermitChecker:
         results = await asyncio.gather(
             *(self._commit(g) for g in groups.values()), return_exceptions=True
         )
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            # Groups that did commit are deduplicated when the whole batch is redelivered. A
-            # transient failure goes first: it must be retried, never isolated.
-            raise next((f for f in failures if is_transient(f)), failures[0])
+        for result in results:
+            if isinstance(result, BaseException):
+                # Groups that did commit are deduplicated when the whole batch is redelivered.
+                # The runtime tells a transient failure (retried) from any other (retried, then
+                # isolated) by the first group that failed, as it would for one group.
+                raise result
         self._observe(
             [d for result in results if not isinstance(result, BaseException) for d in result]
         )
@@ -125,6 +125,7 @@ class PermitChecker:
         now = self._ctx.clock()
         decided = [self._decide(item, states, complete, now) for item in todo]
         await store.add_applications(valid)
+        failed_at = self._ctx.clock()
         await store.add_decisions(
             [
                 (d.decision, d.event_key, d.enrolment_version)
@@ -133,7 +134,11 @@ class PermitChecker:
             ],
             self._ctx.decisions_topic,
             self._ctx.event_source,
-            also=[self._ctx.dead_letter(d.invalid, now) for d in decided if d.invalid is not None],
+            also=[
+                self._ctx.dead_letter(d.invalid, failed_at)
+                for d in decided
+                if d.invalid is not None
+            ],
         )
         return decided
 
