@@ -13,7 +13,7 @@ from faststream.kafka.annotations import KafkaMessage
 
 from ptsp_gate.observability.logging import get_logger, mask_text
 from ptsp_gate.observability.metrics import Metrics
-from ptsp_gate.runtime.errors import is_transient
+from ptsp_gate.runtime.errors import TransientFailure, is_transient
 from ptsp_gate.runtime.intake import RawRecord
 from ptsp_gate.runtime.offset_commits import OffsetCommitter
 from ptsp_gate.runtime.progress import PartitionProgress
@@ -103,10 +103,14 @@ class BatchConsumer:
         try:
             await self.handler.handle_batch(records)
             return
+        except TransientFailure:
+            self.progress.rewound(start)
+            raise
         except Exception as exc:
             if is_transient(exc):
                 self.progress.rewound(start)
-                raise
+                # Named as such in the retry's log line, as handlers once wrapped it themselves.
+                raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
             failures = self.progress.failed(start)
             if failures < ISOLATE_AFTER_FAILURES or not await self.infrastructure_healthy():
                 raise
