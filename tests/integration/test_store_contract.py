@@ -90,6 +90,17 @@ def _decision_facts(decisions: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
     }
 
 
+def on_postgres(pool: asyncpg.Pool) -> HandlerContext:
+    """The context `InMemory` makes, over PostgreSQL: same settings, policies and clock."""
+    ctx = HandlerContext.from_settings(
+        WORLD.settings,
+        transactions=postgres_transactions(pool),
+        metrics=InMemory().metrics,
+        policies=WORLD.policies,
+    )
+    return dataclasses.replace(ctx, clock=lambda: NOW)
+
+
 @pytest.fixture
 async def pool(db_dsn: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(db_dsn, 2)
@@ -103,16 +114,7 @@ async def test_memory_and_postgres_stores_agree(pool: asyncpg.Pool) -> None:
     memory = InMemory(now=NOW)
     await _run(memory.context())
 
-    on_postgres = dataclasses.replace(
-        HandlerContext.from_settings(
-            WORLD.settings,
-            transactions=postgres_transactions(pool),
-            metrics=InMemory().metrics,
-            policies=WORLD.policies,
-        ),
-        clock=lambda: NOW,
-    )
-    await _run(on_postgres)
+    await _run(on_postgres(pool))
 
     # Everything queued for publication, in the order it would be published: decisions, their
     # CloudEvents headers, re-decisions in application order, dead letters and their headers.
@@ -142,15 +144,7 @@ async def test_a_closed_application_is_never_read_back(pool: asyncpg.Pool) -> No
     # Only open (PENDING, BLOCKED) applications are re-decided, so only theirs are parsed: a
     # stored CLEARED application whose payload no longer validates must not stop its employer's
     # new enrolment state from applying.
-    ctx = dataclasses.replace(
-        HandlerContext.from_settings(
-            WORLD.settings,
-            transactions=postgres_transactions(pool),
-            metrics=InMemory().metrics,
-            policies=WORLD.policies,
-        ),
-        clock=lambda: NOW,
-    )
+    ctx = on_postgres(pool)
     enrolments, applications = WORLD.enrolments(), WORLD.applications()
     await EnrolmentSync(ctx).handle_batch(
         [enrolments.record(*demo.enrolment_record(demo.enrolment(1, now=NOW)))]
