@@ -32,7 +32,7 @@ class HandlerContext:
     metrics: Metrics
     policies: PolicyBook
     decisions_topic: str
-    dlq_suffix: str
+    dlq_topic_of: Callable[[str], str]  # the DLQ of an input topic: `Settings.dlq_topic`
     event_source: str
     max_event_bytes: int
     redecide_window_days: int
@@ -55,7 +55,7 @@ class HandlerContext:
             metrics=metrics,
             policies=policies,
             decisions_topic=settings.topic_decisions,
-            dlq_suffix=settings.dlq_suffix,
+            dlq_topic_of=settings.dlq_topic,
             event_source=settings.event_source,
             max_event_bytes=settings.max_event_bytes,
             redecide_window_days=settings.redecide_window_days,
@@ -72,7 +72,7 @@ class HandlerContext:
         )
 
     def dlq_topic(self, invalid: Invalid) -> str:
-        return invalid.record.topic + self.dlq_suffix
+        return self.dlq_topic_of(invalid.record.topic)
 
     def dead_letter(self, invalid: Invalid, now: datetime) -> OutboxRow:
         """The DLQ record for an input that could not be used: its bytes, headers and the
