@@ -142,6 +142,10 @@ class Settings(BaseSettings):
     consumer_stuck_after_s: float = Field(default=120.0, ge=15, le=86_400)
 
     redecide_window_days: int = Field(default=90, ge=1, le=3650)
+    # The longest any one query of a command (`flagged`, `employer`, `coverage`, `projection`,
+    # `dlq`, `outbox`, ...) may run before PostgreSQL cancels it: a forgotten command cannot hold
+    # a server's worker. Schema migrations and bulk imports are not limited.
+    statement_timeout_s: float = Field(default=60.0, gt=0, le=86_400)
     sweep_interval_s: float = Field(default=300.0, ge=1, le=86_400)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

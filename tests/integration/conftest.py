@@ -32,6 +32,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from ptsp_gate.adapters.postgres import connect
 from ptsp_gate.config import Settings
 from ptsp_gate.embedded import apache_kafka, harness
+from ptsp_gate.stores import compliance
 
 pytestmark = pytest.mark.integration
 
@@ -115,6 +116,19 @@ async def template_db(server_dsn: str) -> str:
 async def db_dsn(server_dsn: str, template_db: str) -> AsyncIterator[str]:
     async with harness.fresh_database(server_dsn, "ptsp_gate_test", template=template_db) as dsn:
         yield dsn
+        await _assert_projection_current(dsn)
+
+
+async def _assert_projection_current(dsn: str) -> None:
+    """Whatever a test did through the gate, the compliance projection it left behind equals its
+    recomputation from the decision history."""
+    conn = await connect(dsn)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            differences = [d for d in await compliance.verify(conn) if d.missing or d.extra]
+    finally:
+        await conn.close()
+    assert not differences, differences
 
 
 @pytest.fixture

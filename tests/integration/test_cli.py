@@ -21,6 +21,7 @@ from ptsp_gate.adapters import migrations
 from ptsp_gate.adapters.postgres import connect
 from ptsp_gate.config import Settings
 from ptsp_gate.embedded import harness
+from ptsp_gate.stores import compliance
 
 from ..cli_helpers import console
 from .conftest import eventually, kafka_engine
@@ -103,6 +104,7 @@ async def test_flagged_csv_writes_formulas_as_text(db, db_dsn) -> None:
             region,
             [region if region != "7314" else "ARREARS"],
         )
+    await compliance.rebuild(db)  # history written by hand, as `projection rebuild` reads it
     out = await asyncio.to_thread(_cli, db_dsn, "flagged", "--format", "csv")
     assert out.returncode == 0, out.stderr
     rows = {r["nib"]: r for r in csv.DictReader(io.StringIO(out.stdout))}

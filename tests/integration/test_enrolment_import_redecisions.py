@@ -4,6 +4,7 @@ the enrolment sync's metrics of the recorded imports."""
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -74,9 +75,17 @@ async def test_import_rows_and_freshness_reach_the_enrolment_sync_metrics(settin
     from datetime import UTC, datetime
 
     from ptsp_gate import demo
-    from ptsp_gate.contract.events import EnrolmentState
+    from ptsp_gate.contract.events import (
+        Action,
+        ComplianceDecision,
+        EnrolmentState,
+        Outcome,
+        Reason,
+        ReasonCode,
+    )
     from ptsp_gate.observability.metrics import Metrics
     from ptsp_gate.stores import enrolments
+    from ptsp_gate.stores.decisions import store_decisions
     from ptsp_gate_enrolment_sync.projection_metrics import projection_metrics_refresher
 
     await db.execute(
@@ -91,16 +100,33 @@ async def test_import_rows_and_freshness_reach_the_enrolment_sync_metrics(settin
         for n, age in ((1, 2), (2, 30), (3, 200))
     ]
     await enrolments.apply_newer(db, states, "stream", [None] * len(states))
+    # One employer flagged now, in 7314: the coverage gauges read it from the projection.
+    blocked = ComplianceDecision(
+        decision_id=uuid.uuid4(),
+        application_id="OSS-G-1",
+        nib=demo.nib(3),
+        action=Action.NEW,
+        region_code="7314",
+        outcome=Outcome.BLOCKED,
+        reasons=[Reason(code=ReasonCode.ENROLMENT_STALE, message="-")],
+        enrolment_as_of=None,
+        policy_version="national-2026.1",
+        decided_at=now,
+        supersedes=None,
+    )
+    async with db.transaction():
+        await store_decisions(db, [(blocked, "ev-g-1", None)], "decisions", "test")
     from ptsp_gate.adapters.postgres import create_pool
 
     pool = await create_pool(settings.dsn(), 2)
     metrics = Metrics()
     task = asyncio.create_task(
-        projection_metrics_refresher(pool, metrics, max_age_days=90, every_s=0.05)
+        projection_metrics_refresher(pool, metrics, max_age_days=90, window_days=90, every_s=0.05)
     )
     try:
         for _ in range(100):
-            if metrics.import_redecisions._value.get() == 4:
+            flagged = metrics.flagged_employers.labels("7314")._value.get()
+            if metrics.import_redecisions._value.get() == 4 and flagged == 1:
                 break
             await asyncio.sleep(0.05)
     finally:
@@ -116,3 +142,6 @@ async def test_import_rows_and_freshness_reach_the_enrolment_sync_metrics(settin
     assert metrics.enrolment_records.labels("stale")._value.get() == 1
     newest = metrics.enrolment_newest_as_of._value.get()
     assert abs(newest - states[0].as_of.timestamp()) < 1
+    assert metrics.flagged_employers.labels("7314")._value.get() == 1
+    assert metrics.coverage_flagged.labels("7314")._value.get() == 1
+    assert metrics.coverage_cleared.labels("7314")._value.get() == 0

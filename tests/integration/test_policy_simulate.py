@@ -26,7 +26,7 @@ from ptsp_gate.cli.common import CommandError
 from ptsp_gate.config import Settings
 from ptsp_gate.contract.events import EnrolmentState
 from ptsp_gate.embedded import harness
-from ptsp_gate.stores import enrolments
+from ptsp_gate.stores import compliance, enrolments
 from ptsp_gate.stores.applications import read_only
 
 from ..cli_helpers import console, counts, transitions, write
@@ -102,6 +102,8 @@ async def decision(
         outcome,
         list(codes),
     )
+    # History written by hand: the projection is rebuilt from it as `projection rebuild` does.
+    await compliance.rebuild(db)
 
 
 async def simulate(

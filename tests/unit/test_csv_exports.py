@@ -65,6 +65,7 @@ def test_numbers_stay_numbers_and_text_is_neutralised() -> None:
 def test_flagged_csv(hostile: str) -> None:
     row = {
         "nib": "9120000000001",
+        "employer_name": hostile,
         "region_code": hostile,
         "reason_codes": [hostile, "ARREARS"],
         "blocked_applications": 2,
@@ -72,13 +73,21 @@ def test_flagged_csv(hostile: str) -> None:
         "last_flagged_at": NOW,
         "enrolment_as_of": None,
     }
-    ordinary = {**row, "nib": "9120000000002", "region_code": "7314", "reason_codes": ["ARREARS"]}
+    ordinary = {
+        **row,
+        "nib": "9120000000002",
+        "employer_name": "CV Baik",
+        "region_code": "7314",
+        "reason_codes": ["ARREARS"],
+    }
     [bad, good] = parse(render.flagged([row, ordinary], "csv"))
     assert bad["region_code"] == "'" + hostile
+    assert bad["employer_name"] == "'" + hostile
     assert bad["reason_codes"] == "'" + hostile + ",ARREARS"
     assert bad["blocked_applications"] == "2"
     assert good == {
         "nib": "9120000000002",
+        "employer_name": "CV Baik",
         "region_code": "7314",
         "reason_codes": "ARREARS",
         "blocked_applications": "2",

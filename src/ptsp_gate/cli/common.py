@@ -14,6 +14,7 @@ import importlib.util
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from ptsp_gate.config import Settings
@@ -91,6 +92,43 @@ def DATE(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+# --- reports -------------------------------------------------------------------------------------
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--labels` and `--output`, for the commands whose reports people open in a spreadsheet."""
+    from ptsp_gate.reports.labels import LANGUAGES
+
+    parser.add_argument(
+        "--labels",
+        choices=LANGUAGES,
+        default="fields",
+        help="column headings: the field names (default, for scripts), Indonesian or English "
+        "(table, csv and xlsx)",
+    )
+    parser.add_argument(
+        "--output",
+        metavar="FILE",
+        type=Path,
+        help="write to FILE (replaced whole, readable by you only) instead of standard output; "
+        "required for xlsx",
+    )
+
+
+def checked_output(args: argparse.Namespace) -> Path | None:
+    """The `--output` file, checked before any query runs: xlsx needs one, and its directory must
+    exist."""
+    output: Path | None = args.output
+    if args.format == "xlsx" and output is None:
+        raise CommandError("--format xlsx needs --output FILE.xlsx (a spreadsheet is not text)")
+    if output is not None:
+        if output.is_dir():
+            raise CommandError(f"--output: {output} is a directory")
+        if not output.parent.is_dir():
+            raise CommandError(f"--output: no directory {output.parent}")
+    return output
+
+
 # --- the development engines ---------------------------------------------------------------------
 
 
@@ -142,23 +180,48 @@ async def connect(dsn: str, timeout_s: float | None = None) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def migrated(dsn: str, timeout_s: float | None = None) -> AsyncIterator[Any]:
+async def migrated(
+    dsn: str, timeout_s: float | None = None, statement_timeout_s: float | None = None
+) -> AsyncIterator[Any]:
     """A connection to a database whose schema is current: the commands other than `migrate`
-    never change the schema, and on an older one their queries would fail half-way."""
+    never change the schema, and on an older one their queries would fail half-way.
+
+    With `statement_timeout_s`, PostgreSQL cancels any query of the connection that runs longer,
+    and the command ends with one line naming the setting. An interrupted command (Ctrl-C,
+    SIGINT) cancels its running query on the server as it stops: asyncpg sends the cancel request
+    when the awaiting task is cancelled, which is what asyncio.run does on SIGINT.
+    """
+    import asyncpg
+
     from ptsp_gate.adapters import migrations
 
     conn = await connect(dsn, timeout_s)
     try:
         if await migrations.pending(conn):
             raise CommandError("database schema is behind: run `ptsp-gate migrate`")
-        yield conn
+        if statement_timeout_s is not None:
+            limit_ms = max(1, round(statement_timeout_s * 1000))
+            await conn.execute(f"SET statement_timeout = {limit_ms}")
+        try:
+            yield conn
+        except asyncpg.QueryCanceledError as exc:
+            if statement_timeout_s is None or "statement timeout" not in str(exc):
+                raise
+            raise CommandError(
+                f"a query ran longer than PTSP_GATE_STATEMENT_TIMEOUT_S ({statement_timeout_s:g} s)"
+                " and PostgreSQL cancelled it; narrow the question or raise the setting"
+            ) from None
     finally:
         await conn.close()
 
 
 async def on_database(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
-    """`work` on a connection to the database (configured or embedded), its schema current."""
-    async with database(settings) as dsn, migrated(dsn) as conn:
+    """`work` on a connection to the database (configured or embedded), its schema current, each
+    query limited to the configured statement timeout."""
+    async with (
+        database(settings) as dsn,
+        migrated(dsn, statement_timeout_s=settings.statement_timeout_s) as conn,
+    ):
         return await work(conn)
 
 

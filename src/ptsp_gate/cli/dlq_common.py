@@ -87,7 +87,7 @@ async def connected(
     _need_kafka(settings)
     async with (
         database(settings) as dsn,
-        migrated(dsn, timeout_s) as conn,
+        migrated(dsn, timeout_s, settings.statement_timeout_s) as conn,
         DlqReader(settings, timeout_s) as reader,
     ):
         _check_exist(topics, reader.partitions)

@@ -12,12 +12,24 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from ptsp_gate import __version__
-from ptsp_gate.cli import broker, dev, dlq, enrolment, migrate, officer, outbox, policy, run
+from ptsp_gate.cli import (
+    broker,
+    coverage,
+    dev,
+    dlq,
+    enrolment,
+    migrate,
+    officer,
+    outbox,
+    policy,
+    projection,
+    run,
+)
 from ptsp_gate.cli.common import CommandError, Handler, Parser, one_line, subcommands
 from ptsp_gate.config import Settings
 
 # In the order `ptsp-gate --help` lists them.
-GROUPS = (dev, run, migrate, broker, officer, enrolment, policy, dlq, outbox)
+GROUPS = (dev, run, migrate, broker, officer, coverage, projection, enrolment, policy, dlq, outbox)
 
 
 def build_parser() -> argparse.ArgumentParser:

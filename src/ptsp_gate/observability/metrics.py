@@ -8,13 +8,17 @@ histograms add up, and a gauge shows the highest value among the live workers.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import multiprocess as prometheus_multiprocess
 
 from ptsp_gate import __version__
+
+if TYPE_CHECKING:
+    from ptsp_gate.stores.coverage import RegionNow
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -204,6 +208,36 @@ class Metrics:
         "maximum enrolment age (fresh or stale).",
         registered=False,  # see expose_enrolment_projection()
     )
+    flagged_employers = _Declared(
+        Gauge,
+        "ptsp_gate_flagged_employers",
+        ("region",),
+        "Employers flagged now (latest decision BLOCKED, a blocked application still within the "
+        "re-decision window), by region.",
+        registered=False,  # see expose_enrolment_projection()
+    )
+    coverage_flagged = _Declared(
+        Gauge,
+        "ptsp_gate_coverage_flagged_90d",
+        ("region",),
+        "Flagged episodes that began in the last 90 days, by region.",
+        registered=False,  # see expose_enrolment_projection()
+    )
+    coverage_cleared = _Declared(
+        Gauge,
+        "ptsp_gate_coverage_cleared_90d",
+        ("region",),
+        "Of the flagged episodes that began in the last 90 days, those since cleared, by region.",
+        registered=False,  # see expose_enrolment_projection()
+    )
+    coverage_days_to_clear = _Declared(
+        Gauge,
+        "ptsp_gate_coverage_median_days_to_clear_90d",
+        ("region",),
+        "Median days from flagged to cleared, over the flagged episodes that began in the last "
+        "90 days and were cleared, by region (absent where none was cleared).",
+        registered=False,  # see expose_enrolment_projection()
+    )
     # A gauge, not prometheus-client's Info: Info cannot be shared between worker processes.
     build_info = _Declared(
         Gauge,
@@ -221,15 +255,37 @@ class Metrics:
         self._projection_exposed = False
 
     def expose_enrolment_projection(self) -> None:
-        """Add the projection's freshness gauges. Only enrolment-sync reads the projection; on
-        permit-checker they would sit at 0 and mislead whoever reads its /metrics."""
+        """Add the gauges read from the projections (the enrolment data's freshness, coverage per
+        region). Only enrolment-sync reads them; on permit-checker they would sit at 0 and
+        mislead whoever reads its /metrics."""
         if not self._projection_exposed:
             self.registry.register(self.enrolment_newest_as_of)
             self.registry.register(self.enrolment_records)
+            self.registry.register(self.flagged_employers)
+            self.registry.register(self.coverage_flagged)
+            self.registry.register(self.coverage_cleared)
+            self.registry.register(self.coverage_days_to_clear)
             self._projection_exposed = True
 
     def set_build(self, policy_version: str) -> None:
         self.build_info.labels(__version__, policy_version).set(1)
+
+    def set_coverage(self, regions: Sequence[RegionNow]) -> None:
+        """Coverage per region, replacing what the last refresh set (a region may drop out)."""
+        gauges = (
+            self.flagged_employers,
+            self.coverage_flagged,
+            self.coverage_cleared,
+            self.coverage_days_to_clear,
+        )
+        for gauge in gauges:
+            gauge.clear()
+        for r in regions:
+            self.flagged_employers.labels(r.region_code).set(r.flagged_now)
+            self.coverage_flagged.labels(r.region_code).set(r.flagged_recently)
+            self.coverage_cleared.labels(r.region_code).set(r.cleared_recently)
+            if r.median_days_to_clear is not None:
+                self.coverage_days_to_clear.labels(r.region_code).set(r.median_days_to_clear)
 
     def set_lag(self, group: str, lags: dict[tuple[str, int], int]) -> None:
         """Replace the consumer-lag series with the partitions this process holds now."""

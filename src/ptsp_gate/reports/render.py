@@ -99,6 +99,7 @@ def to_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 
 FLAGGED_COLUMNS = (
     "nib",
+    "employer_name",
     "region_code",
     "reason_codes",
     "blocked_applications",
@@ -108,15 +109,93 @@ FLAGGED_COLUMNS = (
 )
 
 
+class TextRows:
+    """Rows written as they are read, batch by batch, in constant memory: CSV, JSON (one array),
+    JSON lines, or an aligned table (each batch aligned on its own)."""
+
+    def __init__(
+        self, fmt: str, columns: Sequence[str], headings: Sequence[str], noun: str
+    ) -> None:
+        self.fmt = fmt
+        self.columns = list(columns)
+        self.headings = list(headings)
+        self.noun = noun  # "flagged employer", for the table's last line
+        self.count = 0
+
+    def begin(self) -> str:
+        if self.fmt == "json":
+            return "["
+        if self.fmt == "csv":
+            out = _Rows()
+            csv.writer(out, lineterminator="\r\n").writerow(
+                [spreadsheet_text(h) for h in self.headings]
+            )
+            return out.out.getvalue()
+        return ""
+
+    def rows(self, rows: Sequence[Any]) -> str:
+        if not rows:
+            return ""
+        first = self.count == 0
+        self.count += len(rows)
+        dicts = [{c: r[c] for c in self.columns} for r in rows]
+        if self.fmt == "json":
+            items = ",\n  ".join(json.dumps(_plain(r), ensure_ascii=False) for r in dicts)
+            return ("\n  " if first else ",\n  ") + items
+        if self.fmt == "jsonl":
+            return "".join(json.dumps(_plain(r), ensure_ascii=False) + "\n" for r in dicts)
+        if self.fmt == "csv":
+            return to_csv(dicts, self.columns).split("\n", 1)[1]
+        table = to_table(
+            [dict(zip(self.headings, r.values(), strict=True)) for r in dicts], self.headings
+        )
+        return table if first else table.split("\n", 2)[2]
+
+    def end(self) -> str:
+        if self.fmt == "json":
+            return "\n]\n" if self.count else "]\n"
+        if self.fmt == "table":
+            if not self.count:
+                return f"No {self.noun}s.\n"
+            return f"\n{self.count} {self.noun}(s)\n"
+        return ""
+
+
 def flagged(rows: Sequence[dict[str, Any]], fmt: str) -> str:
+    writer = TextRows(fmt, FLAGGED_COLUMNS, FLAGGED_COLUMNS, "flagged employer")
+    return writer.begin() + writer.rows(rows) + writer.end()
+
+
+MATCH_COLUMNS = (
+    "nib",
+    "employer_name",
+    "region_code",
+    "outcome",
+    "reason_codes",
+    "decided_at",
+    "open_applications",
+    "blocked_applications",
+)
+
+
+def matches(rows: Sequence[dict[str, Any]], fmt: str) -> str:
+    """Employers found by NPWP or name: which NIB to ask about next."""
     if fmt == "json":
         return to_json(list(rows)) + "\n"
-    if fmt == "csv":
-        return to_csv(rows, FLAGGED_COLUMNS)
     if not rows:
-        return "No flagged employers.\n"
-    return to_table(rows, FLAGGED_COLUMNS) + f"\n{len(rows)} flagged employer(s)\n"
+        return "No employer matches.\n"
+    found = f"\n{len(rows)} employer(s); ask `ptsp-gate employer NIB` about one\n"
+    return to_table(rows, MATCH_COLUMNS) + found
 
+
+EPISODE_COLUMNS = (
+    "began_at",
+    "region_code",
+    "reason_codes",
+    "ended_at",
+    "ended_outcome",
+    "ended_by",
+)
 
 DECISION_COLUMNS = (
     "decided_at",
@@ -154,6 +233,27 @@ def employer(report: dict[str, Any], fmt: str) -> str:
             "version",
         ):
             lines.append(f"  {key:<19} {_cell(enrolment[key])}")
+    standing = report.get("standing")
+    if standing is not None:
+        lines.append("")
+        lines.append("  Standing (latest decision):")
+        for key in (
+            "employer_name",
+            "region_code",
+            "outcome",
+            "reason_codes",
+            "decided_at",
+            "flagged_since",
+            "first_flagged_at",
+            "open_applications",
+            "blocked_applications",
+        ):
+            lines.append(f"  {key:<19} {_cell(standing[key])}")
+    episodes = report.get("episodes") or []
+    if episodes:
+        lines.append("")
+        lines.append(f"Flagged episodes ({len(episodes)}, newest first):")
+        lines.append(to_table(episodes, EPISODE_COLUMNS).rstrip("\n"))
     lines.append("")
     decisions = report["decisions"]
     if not decisions:

@@ -13,7 +13,8 @@ import asyncpg
 
 from ptsp_gate.contract.cloudevents import binary_headers
 from ptsp_gate.contract.events import CE_TYPE_DECISION, ComplianceDecision, PermitApplication
-from ptsp_gate.stores import outbox
+from ptsp_gate.episodes import REJECTED
+from ptsp_gate.stores import compliance, outbox
 
 
 async def store_decisions(
@@ -34,22 +35,36 @@ async def store_decisions(
         await outbox.insert(conn, also)
         return set()
     ds = [d for d, _, _ in decisions]
+    projected = [d for d in ds if d.nib is not None and d.outcome.value != REJECTED]
+    locked = await compliance.lock(
+        conn, {d.nib for d in projected if d.nib}, {d.application_id for d in projected}
+    )
     rows = await conn.fetch(
         """
-        INSERT INTO compliance_decision (decision_id, event_id, application_id, nib, action,
-            region_code, outcome, reason_codes, reasons, enrolment_as_of, enrolment_version,
-            policy_version, decided_at, supersedes)
-        SELECT u.decision_id, u.event_id, u.application_id, u.nib, u.action, u.region_code,
-            u.outcome, string_to_array(u.reason_codes, ','), u.reasons::jsonb, u.enrolment_as_of,
-            u.enrolment_version, u.policy_version, u.decided_at, u.supersedes
-        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-            $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::bigint[], $12::text[],
-            $13::timestamptz[], $14::uuid[])
-        AS u(decision_id, event_id, application_id, nib, action, region_code, outcome,
-             reason_codes, reasons, enrolment_as_of, enrolment_version, policy_version,
-             decided_at, supersedes)
-        ON CONFLICT (decision_id) DO NOTHING
-        RETURNING decision_id
+        WITH inserted AS (
+            INSERT INTO compliance_decision (decision_id, event_id, application_id, nib, action,
+                region_code, outcome, reason_codes, reasons, enrolment_as_of, enrolment_version,
+                policy_version, decided_at, supersedes)
+            SELECT u.decision_id, u.event_id, u.application_id, u.nib, u.action, u.region_code,
+                u.outcome, string_to_array(u.reason_codes, ','), u.reasons::jsonb,
+                u.enrolment_as_of, u.enrolment_version, u.policy_version, u.decided_at,
+                u.supersedes
+            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::bigint[],
+                $12::text[], $13::timestamptz[], $14::uuid[])
+            AS u(decision_id, event_id, application_id, nib, action, region_code, outcome,
+                 reason_codes, reasons, enrolment_as_of, enrolment_version, policy_version,
+                 decided_at, supersedes)
+            ON CONFLICT (decision_id) DO NOTHING
+            RETURNING decision_id, seq, event_id, application_id, nib, region_code, outcome,
+                reason_codes, decided_at
+        )"""
+        + compliance.STANDING_WITH_DECISIONS
+        + """
+        SELECT i.decision_id, i.seq, b.nib AS nib_before, b.outcome AS outcome_before,
+               EXISTS (SELECT FROM employer_compliance c
+                       WHERE c.nib = i.nib AND c.outcome = 'BLOCKED') AS flagged_before
+        FROM inserted i LEFT JOIN standing_before b ON b.application_id = i.application_id
         """,
         [d.decision_id for d in ds],
         [event_key for _, event_key, _ in decisions],
@@ -66,7 +81,8 @@ async def store_decisions(
         [d.decided_at for d in ds],
         [d.supersedes for d in ds],
     )
-    stored: set[UUID] = {r["decision_id"] for r in rows}
+    stored = {r["decision_id"] for r in rows}
+    await compliance.record(conn, projected, rows, locked)
     await outbox.insert(
         conn,
         [

@@ -17,6 +17,9 @@ def spec(settings: Settings, policies: PolicyBook) -> ServiceSpec:
         policies=policies,
         make_handler=EnrolmentSync,
         background=lambda pool, ctx: projection_metrics_refresher(
-            pool, ctx.metrics, max_age_days=policies.national.max_enrolment_age_days
+            pool,
+            ctx.metrics,
+            max_age_days=policies.national.max_enrolment_age_days,
+            window_days=settings.redecide_window_days,
         ),
     )
