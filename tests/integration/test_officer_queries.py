@@ -247,3 +247,45 @@ async def _projection_rebuilt(db: asyncpg.Connection) -> None:
     from ptsp_gate.stores import compliance
 
     await compliance.rebuild(db)  # the test altered the projection by hand
+
+
+async def test_an_npwp_is_found_in_either_form_and_from_standard_input(db, db_dsn) -> None:
+    await _history(db, 8)
+    sixteen = "0" + NPWP  # the same taxpayer, in the 16-digit form
+    out = await asyncio.to_thread(
+        lambda: subprocess.run(
+            [sys.executable, "-m", "ptsp_gate.cli.main", "employer", "--npwp", "-"],
+            input=sixteen + "\n",
+            env={**os.environ, "DATABASE_URL": db_dsn},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"Employer {_nib(5)}")
+    assert NPWP not in out.stdout + out.stderr
+
+    empty = await asyncio.to_thread(
+        lambda: subprocess.run(
+            [sys.executable, "-m", "ptsp_gate.cli.main", "employer", "--npwp", "-"],
+            input="not a number\n",
+            env={**os.environ, "DATABASE_URL": db_dsn},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    )
+    assert empty.returncode == 1
+    assert empty.stderr.strip() == (
+        "ptsp-gate employer: standard input holds no 15- or 16-digit NPWP"
+    )
+
+
+def test_a_number_pasted_where_the_nib_goes_is_not_echoed() -> None:
+    out = console("employer", "0123456789012345")
+    assert out.returncode == 2
+    assert "0123456789012345" not in out.stderr
+    assert "is not a 13-digit NIB" in out.stderr

@@ -53,12 +53,14 @@ def subcommands(parser: argparse.ArgumentParser, dest: str) -> Subcommands:
     return parser.add_subparsers(dest=dest, required=True, parser_class=Parser)
 
 
-def _pattern(regex: str, what: str) -> type:
+def _pattern(regex: str, what: str, echo: bool = True) -> type:
     compiled = re.compile(regex)
 
     def check(value: str) -> str:
         if not compiled.fullmatch(value):
-            raise argparse.ArgumentTypeError(f"{value!r} is not {what}")
+            # Not echoed where the value may be a person's number pasted in the wrong place.
+            shown = f"{value[:40]!r}" if echo else "the value given"
+            raise argparse.ArgumentTypeError(f"{shown} is not {what}")
         return value
 
     check.__name__ = what
@@ -79,7 +81,7 @@ def bounded(low: int, high: int) -> type:
 
 
 REGION = _pattern(r"[0-9]{4}", "a 4-digit region code")
-NIB = _pattern(r"[0-9]{13}", "a 13-digit NIB")
+NIB = _pattern(r"[0-9]{13}", "a 13-digit NIB", echo=False)
 PORT = bounded(1, 65535)
 
 
@@ -204,8 +206,10 @@ async def migrated(
             await conn.execute(f"SET statement_timeout = {limit_ms}")
         try:
             yield conn
-        except asyncpg.QueryCanceledError as exc:
-            if statement_timeout_s is None or "statement timeout" not in str(exc):
+        except asyncpg.QueryCanceledError:
+            # SQLSTATE 57014, whatever the server's language. An interrupted command never gets
+            # here (its task is cancelled instead); an administrator's pg_cancel_backend would.
+            if statement_timeout_s is None:
                 raise
             raise CommandError(
                 f"a query ran longer than PTSP_GATE_STATEMENT_TIMEOUT_S ({statement_timeout_s:g} s)"
@@ -215,13 +219,14 @@ async def migrated(
         await conn.close()
 
 
-async def on_database(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+async def on_database(
+    settings: Settings, work: Callable[[Any], Awaitable[T]], *, limited: bool = True
+) -> T:
     """`work` on a connection to the database (configured or embedded), its schema current, each
-    query limited to the configured statement timeout."""
-    async with (
-        database(settings) as dsn,
-        migrated(dsn, statement_timeout_s=settings.statement_timeout_s) as conn,
-    ):
+    query limited to the configured statement timeout unless `limited` is false (maintenance
+    that reads the whole history, as `migrate` does)."""
+    limit = settings.statement_timeout_s if limited else None
+    async with database(settings) as dsn, migrated(dsn, statement_timeout_s=limit) as conn:
         return await work(conn)
 
 

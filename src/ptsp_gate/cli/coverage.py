@@ -83,7 +83,7 @@ def add_parser(sub: Subcommands) -> None:
         "--from",
         dest="since",
         type=_when,
-        help="first day (default: the start of the month 11 months ago)",
+        help="first day (default: the start of the month 11 months before --to)",
     )
     parser.add_argument(
         "--to", dest="until", type=_when, help="the day after the last (default: now)"
@@ -114,8 +114,8 @@ def _range(args: argparse.Namespace, now: datetime) -> tuple[datetime, datetime]
     if args.since is not None:
         since = local(args.since)
     else:
-        today = now.astimezone(zone)
-        month = today.year * 12 + today.month - 1 - 11
+        last = until.astimezone(zone)
+        month = last.year * 12 + last.month - 1 - 11
         since = datetime(month // 12, month % 12 + 1, 1, tzinfo=zone)
     if since >= until:
         raise CommandError("--from must come before --to")

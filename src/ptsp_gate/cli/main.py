@@ -80,6 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return asyncio.run(_carry_out(args)) or 0
+    except BrokenPipeError:
+        # `ptsp-gate flagged | head` closing early is not an error. Caught first: it is an
+        # OSError, which the clause for infrastructure errors below would report.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except CommandError as exc:
         print(f"ptsp-gate {args.command}: {one_line(exc)}", file=sys.stderr)
         return 1
@@ -101,10 +106,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        # `ptsp-gate flagged | head` closing early is not an error.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
 
 
 if __name__ == "__main__":

@@ -32,10 +32,20 @@ _EXIT_CODES = (
 
 
 def _npwp(value: str) -> str:
+    if value == "-":
+        return value  # read from standard input, so that it stays out of `ps` and shell history
     if not re.fullmatch(r"[0-9]{15}|[0-9]{16}", value):
         # The value itself is not echoed: it may be a person's tax number.
         raise argparse.ArgumentTypeError("is not a 15- or 16-digit NPWP")
     return value
+
+
+def _npwp_from_stdin() -> str:
+    line = sys.stdin.readline(100).strip()
+    try:
+        return _npwp(line) if line != "-" else _npwp("")
+    except argparse.ArgumentTypeError:
+        raise CommandError("standard input holds no 15- or 16-digit NPWP") from None
 
 
 def _name(value: str) -> str:
@@ -76,7 +86,12 @@ def add_parser(sub: Subcommands) -> None:
     parser.set_defaults(handler=employer)
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("nib", nargs="?", type=NIB, metavar="NIB")
-    which.add_argument("--npwp", type=_npwp, help="the employers that used this NPWP")
+    which.add_argument(
+        "--npwp",
+        type=_npwp,
+        help="the employers that used this NPWP (15 or 16 digits, either form); "
+        "`-` reads it from standard input",
+    )
     which.add_argument("--name", type=_name, help="employers whose name contains this (any case)")
     parser.add_argument("--format", choices=("table", "json"), default="table")
 
@@ -129,6 +144,8 @@ async def employer(args: argparse.Namespace, settings: Settings) -> int:
     from ptsp_gate.reports import render
     from ptsp_gate.stores import officer_queries as queries
 
+    if args.npwp == "-":
+        args.npwp = _npwp_from_stdin()
     if args.nib is None:
         found = await on_database(
             settings,

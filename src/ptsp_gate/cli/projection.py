@@ -26,8 +26,8 @@ def add_parser(sub: Subcommands) -> None:
         "from the decision history and\nreports any difference; `rebuild` replaces it with the "
         "recomputation (writers wait meanwhile).",
         epilog="exit codes:\n  0  the projection equals its recomputation (verify), or was "
-        "rebuilt\n  1  an error: PostgreSQL unreachable, a query over "
-        "PTSP_GATE_STATEMENT_TIMEOUT_S\n  2  usage: bad arguments\n  3  differences found "
+        "rebuilt\n  1  an error: PostgreSQL unreachable; rebuild waited 10 s for the tables "
+        "(a long transaction holds them)\n  2  usage: bad arguments\n  3  differences found "
         "(verify): run `ptsp-gate projection rebuild`",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -42,7 +42,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     from ptsp_gate.stores import compliance
 
     if args.action == "rebuild":
-        await on_database(settings, compliance.rebuild)
+        await on_database(settings, compliance.rebuild, limited=False)
         print("projection rebuilt from the decision history")
         return 0
 
@@ -50,7 +50,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             return await compliance.verify(conn)
 
-    found = await on_database(settings, verify)
+    found = await on_database(settings, verify, limited=False)
     rows = [
         {
             "table": d.table,

@@ -39,7 +39,7 @@ CREATE TABLE compliance_episode (
     CHECK ((ended_seq IS NULL) = (ended_by IS NULL))
 );
 CREATE UNIQUE INDEX compliance_episode_open ON compliance_episode (nib) WHERE ended_seq IS NULL;
-CREATE INDEX compliance_episode_began ON compliance_episode (region_code, began_at);
+CREATE INDEX compliance_episode_began ON compliance_episode (began_at);
 
 -- Each employer's current standing: its latest non-REJECTED decision, the name and NPWP it last
 -- applied with (for look-up only; never listed), and its applications' counts.

@@ -20,6 +20,8 @@ def atomic_file(target: Path) -> Iterator[IO[bytes]]:
     try:
         with open(fd, "wb") as file:
             yield file
+            file.flush()
+            os.fsync(file.fileno())  # the whole file is on disk before it takes the name
         os.replace(name, target)
     except BaseException:
         with contextlib.suppress(OSError):

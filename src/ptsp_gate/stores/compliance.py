@@ -4,10 +4,11 @@ against its recomputation from the history.
 
 Every writer of decisions (the permit checker, re-deciders after an enrolment update or an import,
 the sweep) stores them through `ptsp_gate.stores.decisions.store_decisions`, which calls `lock`
-before it inserts and `record` after. The lock is per employer: while one transaction holds an
-employer's, no other inserts a decision about it, so the decisions of one employer get their
-`seq` in the order their transactions commit, and each transaction reads the projection as the
-previous one left it. That is what lets episodes and counts be maintained incrementally.
+before it inserts and `record` after. The lock is per employer (its `employer_compliance` row):
+while one transaction holds an employer's, no other inserts a decision about it, so the
+decisions of one employer get their `seq` in the order their transactions commit, and each
+transaction reads the projection as the previous one left it. That is what lets episodes and
+counts be maintained incrementally.
 """
 
 from __future__ import annotations
@@ -22,40 +23,38 @@ import asyncpg
 from ptsp_gate.contract.events import ComplianceDecision
 from ptsp_gate.episodes import Step, Walk, walk
 
-# The two-key advisory lock space (apart from the one-key locks of migrations, the relay and the
-# sweep): this constant, then a hash of the NIB.
-_EMPLOYER_LOCKS = 0x7074_7370
-
 
 async def lock(
     conn: asyncpg.Connection, nibs: Collection[str], application_ids: Collection[str]
 ) -> set[str]:
-    """Take the employers' locks, in one order for every transaction (no deadlock between two of
-    them): these, and those the applications were last decided under (a corrected resend may
-    move an application to another NIB, whose counts then change too). Returns the NIBs
-    locked."""
+    """Lock the employers' rows, in NIB order for every transaction (no deadlock between two of
+    them): these employers, and those the applications were last decided under (a corrected
+    resend may move an application to another NIB, whose counts then change too). Row locks,
+    not advisory locks: a national re-decision locks a hundred thousand employers, and row
+    locks take no room in the server's shared lock table. An employer without a row yet has
+    nothing to lock: two transactions that both make its first row are told apart when they
+    write it (see `record`). Returns the NIBs whose rows are locked."""
     if not nibs:
         return set()
-    row = await conn.fetchrow(
+    rows = await conn.fetch(
         """
         WITH employers AS (
-            SELECT unnest($2::text[]) AS nib
+            SELECT unnest($1::text[]) AS nib
             UNION
-            SELECT s.nib FROM unnest($3::text[]) k(id)
+            SELECT s.nib FROM unnest($2::text[]) k(id)
             CROSS JOIN LATERAL (
                 SELECT nib FROM application_standing WHERE application_id = k.id OFFSET 0
             ) s
-        ), keys AS (
-            SELECT DISTINCT hashtext(nib) AS h FROM employers ORDER BY 1
         )
-        SELECT (SELECT count(pg_advisory_xact_lock($1, h)) FROM keys) AS locked,
-               array(SELECT nib FROM employers) AS nibs
+        SELECT c.nib FROM employer_compliance c
+        WHERE c.nib IN (SELECT nib FROM employers)
+        ORDER BY c.nib
+        FOR UPDATE OF c
         """,
-        _EMPLOYER_LOCKS,
         list(nibs),
         list(application_ids),
     )
-    return set(row["nibs"])
+    return {r["nib"] for r in rows}
 
 
 # Appended to the statement that inserts decisions (`inserted`: the rows it inserted), so that
@@ -87,6 +86,8 @@ STANDING_WITH_DECISIONS = """
         seq = excluded.seq, decided_at = excluded.decided_at,
         submitted_at = excluded.submitted_at
     WHERE excluded.seq > s.seq
+    -- xmax is set on a row this statement updated rather than inserted
+    RETURNING application_id, xmax <> 0 AS replaced
 )
 """
 
@@ -132,18 +133,32 @@ async def record(
     ]
     after = {d.application_id: (d.nib or "", d.outcome.value) for d in stored}
     walked = walk(flagged_before, steps)
-    await _episodes(conn, walked)
-    await _employers(conn, steps, walked, _counts(before, after))
-    unlocked = sorted({nib for nib, _ in before.values()} - locked)
-    if unlocked:
-        # A concurrent transaction moved one of these applications between our lock and our
-        # insert: its employer was not locked, and the counts read may be stale. Lock it now
-        # (out of order: a deadlock is possible, and retried) and count again from the standing.
-        await lock(conn, unlocked, ())
-        await _recount(
-            conn,
-            sorted(set(unlocked) | {nib for nib, _ in before.values()} | {s.nib for s in steps}),
+    first_rows = {s.nib for s in steps} - locked
+    # Employers whose first row another transaction wrote while this one ran: both decided
+    # about a new employer at once, so this walk did not start from where that one left off.
+    contested = await _employers(conn, steps, walked, _counts(before, after), first_rows)
+    await _episodes(conn, walked, skip=contested)
+    unlocked = {nib for nib, _ in before.values()} - locked - {s.nib for s in steps}
+    raced = {r["application_id"] for r in inserted if r["raced"]}
+    raced |= {app for app, (nib, _) in before.items() if nib in unlocked}
+    concerned = set(contested)
+    if raced:
+        # Another transaction decided one of these applications under another NIB at the same
+        # time (a corrected resend, from another partition): the standing read, and so the
+        # counts moved, may be stale. Every employer that decided them is taken again below.
+        concerned |= set(
+            await conn.fetchval(
+                "SELECT array(SELECT DISTINCT nib FROM compliance_decision"
+                " WHERE application_id = ANY($1::text[]) AND nib IS NOT NULL"
+                " AND outcome <> 'REJECTED')",
+                sorted(raced),
+            )
         )
+    if concerned:
+        # Rare. Locked out of order (a deadlock is possible, and retried like any other), then
+        # recomputed from the history, which now holds the other transaction's decisions too.
+        await lock(conn, sorted(concerned), ())
+        await refresh(conn, sorted(concerned))
 
 
 # Per employer, how its (open, blocked) application counts change.
@@ -166,11 +181,17 @@ def _counts(before: Mapping[str, tuple[str, str]], after: Mapping[str, tuple[str
 
 
 async def _employers(
-    conn: asyncpg.Connection, steps: Sequence[Step], walked: Walk, deltas: Deltas
-) -> None:
+    conn: asyncpg.Connection,
+    steps: Sequence[Step],
+    walked: Walk,
+    deltas: Deltas,
+    first_rows: set[str],
+) -> set[str]:
     """Each employer's row after the batch: its latest decision is the batch's last one about it
     (the lock guarantees no later one exists), its counts move by the batch's changes to its
-    applications' standing, and its flagged times come from the walk or stay as they were."""
+    applications' standing, and its flagged times come from the walk or stay as they were.
+    Returns the employers of `first_rows` (expected to have no row yet) whose row another
+    transaction wrote first."""
     latest = {s.nib: s for s in sorted(steps, key=lambda s: s.seq)}
     first_began: dict[str, datetime] = {}
     open_began: dict[str, datetime] = {}
@@ -179,7 +200,7 @@ async def _employers(
         if e.end is None:
             open_began[e.nib] = e.began_at
     nibs = list(latest)
-    await conn.execute(
+    written = await conn.fetch(
         """
         INSERT INTO employer_compliance AS c (nib, region_code, employer_name, npwp, outcome,
             reason_codes, decision_id, seq, decided_at, policy_version, enrolment_as_of,
@@ -210,6 +231,7 @@ async def _employers(
                                  THEN coalesce(excluded.flagged_since, c.flagged_since) END,
             open_applications = c.open_applications + excluded.open_applications,
             blocked_applications = c.blocked_applications + excluded.blocked_applications
+        RETURNING nib, xmax <> 0 AS updated
         """,
         [latest[n].decision_id for n in nibs],
         [first_began.get(n) for n in nibs],
@@ -233,30 +255,66 @@ async def _employers(
             [d[0] for _, d in moved],
             [d[1] for _, d in moved],
         )
+    return {r["nib"] for r in written if r["updated"] and r["nib"] in first_rows}
 
 
-async def _recount(conn: asyncpg.Connection, nibs: Sequence[str]) -> None:
+async def refresh(conn: asyncpg.Connection, nibs: Sequence[str]) -> None:
+    """Recompute these employers' episodes and rows from the history (under their row locks):
+    the episodes from `recomputed_compliance_episode` (its window functions are partitioned by
+    NIB, so the filter reaches the index), the row from the latest decision, the applications'
+    standing and those episodes."""
+    await conn.execute("DELETE FROM compliance_episode WHERE nib = ANY($1::text[])", list(nibs))
+    await conn.execute(
+        "INSERT INTO compliance_episode"
+        " SELECT * FROM recomputed_compliance_episode WHERE nib = ANY($1::text[])",
+        list(nibs),
+    )
     await conn.execute(
         """
-        UPDATE employer_compliance c
-        SET open_applications = n.open_applications,
-            blocked_applications = n.blocked_applications
+        INSERT INTO employer_compliance AS c (nib, region_code, employer_name, npwp, outcome,
+            reason_codes, decision_id, seq, decided_at, policy_version, enrolment_as_of,
+            first_flagged_at, flagged_since, open_applications, blocked_applications)
+        SELECT l.nib, l.region_code, a.payload -> 'employer' ->> 'name', a.npwp, l.outcome,
+            l.reason_codes, l.decision_id, l.seq, l.decided_at, l.policy_version,
+            l.enrolment_as_of, e.first_flagged_at, e.flagged_since, n.open_applications,
+            n.blocked_applications
         FROM unnest($1::text[]) AS k(nib)
+        CROSS JOIN LATERAL (
+            SELECT d.nib, d.region_code, d.outcome, d.reason_codes, d.decision_id, d.seq,
+                   d.decided_at, d.policy_version, d.enrolment_as_of, d.event_id
+            FROM compliance_decision d
+            WHERE d.nib = k.nib AND d.outcome <> 'REJECTED'
+            ORDER BY d.seq DESC LIMIT 1
+        ) l
+        LEFT JOIN permit_application a ON a.event_id = l.event_id
         CROSS JOIN LATERAL (
             SELECT count(*) FILTER (WHERE s.outcome IN ('PENDING', 'BLOCKED'))::integer
                        AS open_applications,
                    count(*) FILTER (WHERE s.outcome = 'BLOCKED')::integer AS blocked_applications
             FROM application_standing s WHERE s.nib = k.nib
         ) n
-        WHERE c.nib = k.nib
+        CROSS JOIN LATERAL (
+            SELECT (array_agg(p.began_at ORDER BY p.began_seq))[1] AS first_flagged_at,
+                   max(p.began_at) FILTER (WHERE p.ended_seq IS NULL) AS flagged_since
+            FROM compliance_episode p WHERE p.nib = k.nib
+        ) e
+        ON CONFLICT (nib) DO UPDATE SET
+            region_code = excluded.region_code, employer_name = excluded.employer_name,
+            npwp = excluded.npwp, outcome = excluded.outcome,
+            reason_codes = excluded.reason_codes, decision_id = excluded.decision_id,
+            seq = excluded.seq, decided_at = excluded.decided_at,
+            policy_version = excluded.policy_version, enrolment_as_of = excluded.enrolment_as_of,
+            first_flagged_at = excluded.first_flagged_at, flagged_since = excluded.flagged_since,
+            open_applications = excluded.open_applications,
+            blocked_applications = excluded.blocked_applications
         """,
         list(nibs),
     )
 
 
-async def _episodes(conn: asyncpg.Connection, moved: Walk) -> None:
-    if moved.ended:
-        ended = list(moved.ended.items())
+async def _episodes(conn: asyncpg.Connection, moved: Walk, skip: set[str]) -> None:
+    ended = [(nib, end) for nib, end in moved.ended.items() if nib not in skip]
+    if ended:
         await conn.execute(
             """
             UPDATE compliance_episode e SET ended_seq = u.seq, ended_at = u.at,
@@ -272,8 +330,8 @@ async def _episodes(conn: asyncpg.Connection, moved: Walk) -> None:
             [end.outcome for _, end in ended],
             [end.by for _, end in ended],
         )
-    if moved.began:
-        began = moved.began
+    began = [e for e in moved.began if e.nib not in skip]
+    if began:
         ends = [e.end for e in began]
         await conn.execute(
             """
@@ -369,6 +427,8 @@ async def rebuild(conn: asyncpg.Connection) -> None:
     caller's, if it has one). Writers wait for the table locks, so nothing is decided against a
     half-built projection."""
     async with conn.transaction():
+        # Writers queue behind the lock: give up rather than stall them behind a long transaction.
+        await conn.execute("SET LOCAL lock_timeout = '10s'")
         await conn.execute(
             """
             LOCK TABLE application_standing, compliance_episode, employer_compliance

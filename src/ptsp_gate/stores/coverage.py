@@ -95,7 +95,7 @@ async def report(conn: asyncpg.Connection, q: Question) -> list[Figures]:
     for r in await conn.fetch(
         f"""
         SELECT region_code, date_trunc($1, decided_at AT TIME ZONE $2) AS period, outcome,
-               count(*) AS n
+               count(DISTINCT application_id) AS n
         FROM compliance_decision
         WHERE supersedes IS NULL AND decided_at >= $3 AND decided_at < $4{region}
         GROUP BY 1, 2, 3

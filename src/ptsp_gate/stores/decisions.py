@@ -61,10 +61,17 @@ async def store_decisions(
         )"""
         + compliance.STANDING_WITH_DECISIONS
         + """
-        SELECT i.decision_id, i.seq, b.nib AS nib_before, b.outcome AS outcome_before,
+        SELECT i.decision_id, i.seq, i.application_id, b.nib AS nib_before,
+               b.outcome AS outcome_before,
                EXISTS (SELECT FROM employer_compliance c
-                       WHERE c.nib = i.nib AND c.outcome = 'BLOCKED') AS flagged_before
-        FROM inserted i LEFT JOIN standing_before b ON b.application_id = i.application_id
+                       WHERE c.nib = i.nib AND c.outcome = 'BLOCKED') AS flagged_before,
+               -- no standing was read, yet another transaction's row was there when ours came
+               n.application_id IS NOT NULL AND b.application_id IS NULL
+                   AND coalesce(u.replaced, true) AS raced
+        FROM inserted i
+        LEFT JOIN standing_before b ON b.application_id = i.application_id
+        LEFT JOIN newest n ON n.decision_id = i.decision_id
+        LEFT JOIN standing u ON u.application_id = i.application_id
         """,
         [d.decision_id for d in ds],
         [event_key for _, event_key, _ in decisions],

@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from ptsp_gate.contract.identifiers import canonical_npwp
 from ptsp_gate.reports.render import FORMULA_STARTS
 
 # The flagged list's order, which its index (employer_compliance_flagged) keeps.
@@ -171,17 +172,26 @@ _MATCH_COLUMNS = """
 """
 
 
+def npwp_forms(npwp: str) -> list[str]:
+    """The forms one NPWP is stored under: a legacy 15-digit number and its 16-digit form (a
+    leading 0, PMK 112/2022) are the same taxpayer."""
+    forms = {npwp, canonical_npwp(npwp)}
+    if len(npwp) == 16 and npwp.startswith("0"):
+        forms.add(npwp[1:])
+    return sorted(forms)
+
+
 async def by_npwp(conn: asyncpg.Connection, npwp: str) -> list[dict[str, Any]]:
-    """Employers that applied with this NPWP, or that BPJS TK records under it."""
+    """Employers that applied with this NPWP, or that BPJS TK records under it, in either form."""
     rows = await conn.fetch(
         f"""
-        SELECT {_MATCH_COLUMNS} FROM employer_compliance c WHERE c.npwp = $1
+        SELECT {_MATCH_COLUMNS} FROM employer_compliance c WHERE c.npwp = ANY($1::text[])
         UNION
         SELECT {_MATCH_COLUMNS} FROM employer_enrolment e
-        JOIN employer_compliance c ON c.nib = e.nib WHERE e.npwp = $1
+        JOIN employer_compliance c ON c.nib = e.nib WHERE e.npwp = ANY($1::text[])
         ORDER BY nib
         """,
-        npwp,
+        npwp_forms(npwp),
     )
     return [dict(r) for r in rows]
 
