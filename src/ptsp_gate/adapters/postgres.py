@@ -56,7 +56,9 @@ async def create_pool(dsn: str, size: int = 4, **kwargs: Any) -> asyncpg.Pool:
     return pool
 
 
-async def connect(dsn: str) -> asyncpg.Connection:
-    conn = await asyncpg.connect(dsn)
+async def connect(dsn: str, application_name: str | None = None) -> asyncpg.Connection:
+    """A connection; `application_name` is what pg_stat_activity shows a DBA for it."""
+    settings = {"application_name": application_name} if application_name else None
+    conn = await asyncpg.connect(dsn, server_settings=settings)
     await _init_connection(conn)
     return conn

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import importlib.util
 import re
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -173,8 +174,10 @@ async def connect(dsn: str, timeout_s: float | None = None) -> Any:
     """A connection, or a one-line CommandError saying why there is none."""
     from ptsp_gate.adapters.postgres import connect as open_connection
 
+    # A DBA looking at pg_stat_activity sees which command holds a connection.
+    name = "ptsp-gate " + " ".join(a for a in sys.argv[1:2] if a.isidentifier())
     try:
-        return await asyncio.wait_for(open_connection(dsn), timeout_s)
+        return await asyncio.wait_for(open_connection(dsn, name.strip()[:63]), timeout_s)
     except Exception as exc:
         if isinstance(exc, TimeoutError) and timeout_s is not None:
             raise CommandError(f"PostgreSQL did not answer within {timeout_s:g} s") from None
