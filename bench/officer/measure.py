@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from ptsp_gate import demo
-from ptsp_gate.reports import export, render
+from ptsp_gate.cli.officer import export_flagged
 from ptsp_gate.stores import compliance, coverage, officer_queries
 
 from .history import END, REGIONS
@@ -101,15 +101,7 @@ async def exports(conn: asyncpg.Connection, workdir: Path) -> dict[str, Any]:
     for fmt in ("csv", "jsonl", "xlsx"):
         target = workdir / f"flagged.{fmt}"
         began = time.perf_counter()
-        rows = await export.write(
-            officer_queries.flagged_all(conn),
-            fmt=fmt,
-            columns=render.FLAGGED_COLUMNS,
-            language="id",
-            output=target,
-            sheet="Ditandai",
-            noun="flagged employer",
-        )
+        rows = await export_flagged(conn, fmt=fmt, language="id", output=target)
         seconds = time.perf_counter() - began
         found[fmt] = {
             "rows": rows,

@@ -71,7 +71,19 @@ def options(argv: list[str] | None) -> argparse.Namespace:
         help="time allowed to the old flagged query (the baseline)",
     )
     p.add_argument("--seed", type=int, default=20_261_130)
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the database built (DATABASE_URL only) and print its DSN",
+    )
+    p.add_argument(
+        "--measure-only",
+        metavar="DSN",
+        help="measure on a database an earlier --keep run built; build nothing",
+    )
     args = p.parse_args(argv)
+    if args.keep and not os.environ.get("DATABASE_URL"):
+        p.error("--keep needs DATABASE_URL: the embedded server lives in a temporary directory")
     if not 1 <= args.employers <= 999_999:
         p.error("--employers must be between 1 and 999999")
     if args.applications < 1:
@@ -94,45 +106,67 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "options": vars(args),
         "machine": {"nproc": os.cpu_count(), "python": platform.python_version()},
     }
-    with (
-        tempfile.TemporaryDirectory(prefix="ptsp-officer-") as workdir,
-        harness.postgres_server(Path(workdir) / "pgdata") as (server_dsn, pg_kind),
-    ):
-        async with harness.fresh_database(server_dsn, "ptsp_gate_officer") as dsn:
-            conn = await connect(dsn)
+    if args.measure_only:
+        await _on(args.measure_only, "kept", result, args, build=False)
+    else:
+        with (
+            tempfile.TemporaryDirectory(prefix="ptsp-officer-") as workdir,
+            harness.postgres_server(Path(workdir) / "pgdata") as (server_dsn, pg_kind),
+        ):
+            dsn = await harness.create_database(server_dsn, "ptsp_gate_officer")
             try:
-                await migrations.migrate(conn)
-                result["postgres"] = {
-                    "kind": pg_kind,
-                    "version": await conn.fetchval("SHOW server_version"),
-                    "pg_trgm": await conn.fetchval(
-                        "SELECT count(*) > 0 FROM pg_extension WHERE extname = 'pg_trgm'"
-                    ),
-                }
-                say(f"PostgreSQL {result['postgres']['version']} ({pg_kind}); building history")
-                result["history"] = await history.build(
-                    conn,
-                    applications=args.applications,
-                    employer_count=args.employers,
-                    blocked_share=args.blocked_share,
-                    fixed_share=args.fixed_share,
-                    book=history.policies(Path(workdir)),
-                    seed=args.seed,
-                    say=say,
-                )
-                say("history built; measuring")
-                result.update(
-                    await measure.all_of_them(
-                        conn,
-                        employers=args.employers,
-                        samples=args.samples,
-                        baseline_limit_s=args.baseline_limit,
-                    )
-                )
+                await _on(dsn, pg_kind, result, args, build=True, workdir=Path(workdir))
             finally:
-                await conn.close()
+                if args.keep:
+                    say(f"database kept: {dsn}")
+                else:
+                    await harness.drop_database(server_dsn, dsn)
     result["goals"] = verdicts(result)
     return result
+
+
+async def _on(
+    dsn: str,
+    pg_kind: str,
+    result: dict[str, Any],
+    args: argparse.Namespace,
+    *,
+    build: bool,
+    workdir: Path | None = None,
+) -> None:
+    conn = await connect(dsn)
+    try:
+        await migrations.migrate(conn)
+        result["postgres"] = {
+            "kind": pg_kind,
+            "version": await conn.fetchval("SHOW server_version"),
+            "pg_trgm": await conn.fetchval(
+                "SELECT count(*) > 0 FROM pg_extension WHERE extname = 'pg_trgm'"
+            ),
+        }
+        if build and workdir is not None:
+            say(f"PostgreSQL {result['postgres']['version']} ({pg_kind}); building history")
+            result["history"] = await history.build(
+                conn,
+                applications=args.applications,
+                employer_count=args.employers,
+                blocked_share=args.blocked_share,
+                fixed_share=args.fixed_share,
+                book=history.policies(workdir),
+                seed=args.seed,
+                say=say,
+            )
+        say("measuring")
+        result.update(
+            await measure.all_of_them(
+                conn,
+                employers=args.employers,
+                samples=args.samples,
+                baseline_limit_s=args.baseline_limit,
+            )
+        )
+    finally:
+        await conn.close()
 
 
 def main(argv: list[str] | None = None) -> int:

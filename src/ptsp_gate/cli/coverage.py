@@ -67,12 +67,12 @@ def add_parser(sub: Subcommands) -> None:
     parser = sub.add_parser(
         "coverage",
         help="coverage impact per region and period: flagged employers, and how many cleared",
-        description="Per region and month (or quarter): applications decided, by their first "
-        "outcome; employers\nflagged in the period; of those, how many were cleared within 30, 60 "
-        "and 90 days, the median\ndays to clear, how many ended otherwise (PENDING), are still "
-        "flagged, or expired (their blocked\napplications left the re-decision window); and the "
-        "leading block reasons. Periods are calendar\nmonths in --timezone. A period's "
-        "clearances are counted up to now: recent ones are still open.",
+        description="Per region and month (or quarter): application events decided, by their "
+        "first outcome;\nemployers flagged in the period; of those, how many were cleared "
+        "within 30, 60 and 90 days,\nthe median days to clear, how many ended otherwise "
+        "(PENDING), are still flagged, or expired\n(their blocked applications left the "
+        "re-decision window); and the leading block reasons.\nPeriods are calendar months in "
+        "--timezone. A period's clearances are counted up to now:\nrecent ones are still open.",
         epilog="exit codes:\n  0  done\n  1  an error: PostgreSQL unreachable, a query over "
         "PTSP_GATE_STATEMENT_TIMEOUT_S\n  2  usage: bad arguments",
         formatter_class=argparse.RawDescriptionHelpFormatter,

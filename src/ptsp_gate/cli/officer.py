@@ -7,6 +7,7 @@ import argparse
 import re
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ptsp_gate.cli.common import (
@@ -114,15 +115,12 @@ async def flagged(args: argparse.Namespace, settings: Settings) -> int:
         yield rows
 
     async def write(conn: Any) -> int:
-        if args.format == "csv" and not args.limit:
-            return await export.copy_csv(
-                lambda emit: queries.flagged_csv(conn, emit, **filters),
-                columns=render.FLAGGED_COLUMNS,
-                language=args.labels,
-                output=output,
+        if not args.limit:
+            return await export_flagged(
+                conn, fmt=args.format, language=args.labels, output=output, **filters
             )
         return await export.write(
-            page(conn) if args.limit else queries.flagged_all(conn, **filters),
+            page(conn),
             fmt=args.format,
             columns=render.FLAGGED_COLUMNS,
             language=args.labels,
@@ -138,6 +136,33 @@ async def flagged(args: argparse.Namespace, settings: Settings) -> int:
     if output is not None:
         print(f"{written} flagged employer(s) written to {output}", file=sys.stderr)
     return 0
+
+
+async def export_flagged(
+    conn: Any, *, fmt: str, language: str, output: Path | None, **filters: Any
+) -> int:
+    """Every flagged employer (as `filters` say) in `fmt`, to `output` or standard output; the
+    rows written. CSV is written by PostgreSQL itself (COPY): the national list is its largest
+    export, and the format that goes to spreadsheets."""
+    from ptsp_gate.reports import export, render
+    from ptsp_gate.stores import officer_queries as queries
+
+    if fmt == "csv":
+        return await export.copy_csv(
+            lambda emit: queries.flagged_csv(conn, emit, **filters),
+            columns=render.FLAGGED_COLUMNS,
+            language=language,
+            output=output,
+        )
+    return await export.write(
+        queries.flagged_all(conn, **filters),
+        fmt=fmt,
+        columns=render.FLAGGED_COLUMNS,
+        language=language,
+        output=output,
+        sheet="Ditandai" if language == "id" else "Flagged",
+        noun="flagged employer",
+    )
 
 
 async def employer(args: argparse.Namespace, settings: Settings) -> int:

@@ -64,12 +64,15 @@ class Figures:
         }
 
 
-# Whether an employer's open episode has expired: none of its blocked applications was submitted
+# Employers flagged whose episode has expired: none of their blocked applications was submitted
 # within the re-decision window (`$5`: its start), so the gate will not decide them again.
-_EXPIRED = """NOT EXISTS (
-    SELECT FROM application_standing s
-    WHERE s.nib = {nib} AND s.outcome = 'BLOCKED'
-      AND (s.submitted_at >= $5 OR s.submitted_at IS NULL))"""
+# Computed once, for the employers flagged now, rather than once per episode.
+_EXPIRED_EMPLOYERS = """
+    SELECT c.nib FROM employer_compliance c
+    WHERE c.outcome = 'BLOCKED' AND NOT EXISTS (
+        SELECT FROM application_standing s
+        WHERE s.nib = c.nib AND s.outcome = 'BLOCKED'
+          AND (s.submitted_at >= $5 OR s.submitted_at IS NULL))"""
 
 
 def _region_filter(column: str, q: Question, params: list[Any]) -> str:
@@ -95,7 +98,7 @@ async def report(conn: asyncpg.Connection, q: Question) -> list[Figures]:
     for r in await conn.fetch(
         f"""
         SELECT region_code, date_trunc($1, decided_at AT TIME ZONE $2) AS period, outcome,
-               count(DISTINCT application_id) AS n
+               count(*) AS n
         FROM compliance_decision
         WHERE supersedes IS NULL AND decided_at >= $3 AND decided_at < $4{region}
         GROUP BY 1, 2, 3
@@ -121,11 +124,10 @@ async def report(conn: asyncpg.Connection, q: Question) -> list[Figures]:
                ) FILTER (WHERE e.ended_outcome = 'CLEARED') AS median_days,
                count(*) FILTER (WHERE e.ended_seq IS NOT NULL
                                   AND e.ended_outcome <> 'CLEARED') AS ended_otherwise,
-               count(*) FILTER (WHERE e.ended_seq IS NULL AND NOT x.expired) AS still_flagged,
-               count(*) FILTER (WHERE x.expired) AS expired
+               count(*) FILTER (WHERE e.ended_seq IS NULL AND x.nib IS NULL) AS still_flagged,
+               count(*) FILTER (WHERE x.nib IS NOT NULL) AS expired
         FROM compliance_episode e
-        CROSS JOIN LATERAL (SELECT e.ended_seq IS NULL AND {_EXPIRED.format(nib="e.nib")}
-                            AS expired) x
+        LEFT JOIN ({_EXPIRED_EMPLOYERS}) x ON x.nib = e.nib AND e.ended_seq IS NULL
         WHERE e.began_at >= $3 AND e.began_at < $4{region}
         GROUP BY 1, 2
         """,
@@ -187,7 +189,8 @@ async def regions_now(
         ), current AS (
             SELECT c.region_code, count(*) AS flagged
             FROM employer_compliance c
-            WHERE c.outcome = 'BLOCKED' AND NOT {_EXPIRED.format(nib="c.nib").replace("$5", "$2")}
+            WHERE c.outcome = 'BLOCKED'
+              AND c.nib NOT IN ({_EXPIRED_EMPLOYERS.replace("$5", "$2")})
             GROUP BY 1
         )
         SELECT coalesce(r.region_code, c.region_code) AS region_code,

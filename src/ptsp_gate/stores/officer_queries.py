@@ -127,21 +127,29 @@ def _sql_text(expr: str) -> str:
 
 def _sql_time(expr: str) -> str:
     """`expr` (timestamptz) as Python's isoformat() writes the UTC datetimes asyncpg returns."""
-    text = f"""to_char({expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US')"""
-    return rf"regexp_replace({text}, '\.000000$', '') || '+00:00'"
+    utc = f"({expr} AT TIME ZONE 'UTC')"
+    whole = f"""to_char({utc}, 'YYYY-MM-DD"T"HH24:MI:SS')"""
+    # isoformat() leaves out a zero fraction of a second, and writes a non-zero one in full.
+    fraction = f"""CASE WHEN date_trunc('second', {utc}) = {utc} THEN ''
+                        ELSE to_char({utc}, '.US') END"""
+    return f"{whole} || {fraction} || '+00:00'"
 
 
 # The CSV columns of the flagged list (render.FLAGGED_COLUMNS), formatted by PostgreSQL.
+# Named apart from the table's columns, which the ORDER BY means (and its index serves).
 _FLAGGED_CSV = ", ".join(
-    (
-        "nib",
-        _sql_text("employer_name"),
-        _sql_text("region_code"),
-        _sql_text("array_to_string(reason_codes, ',')"),
-        "blocked_applications",
-        _sql_time("first_flagged_at"),
-        _sql_time("decided_at"),
-        _sql_time("enrolment_as_of"),
+    f"{expr} AS csv_{n}"
+    for n, expr in enumerate(
+        (
+            "nib",
+            _sql_text("employer_name"),
+            _sql_text("region_code"),
+            _sql_text("array_to_string(reason_codes, ',')"),
+            "blocked_applications",
+            _sql_time("first_flagged_at"),
+            _sql_time("decided_at"),
+            _sql_time("enrolment_as_of"),
+        )
     )
 )
 
