@@ -195,8 +195,14 @@ async def _waiting_queries(db: asyncpg.Connection) -> int:
 async def test_an_interrupted_command_cancels_its_query_on_the_server(db, db_dsn) -> None:
     holder = await _blocking_lock(db_dsn)
     try:
+        # As from a terminal: a shell that starts a job in the background has it ignore SIGINT,
+        # and a child inherits that (CI may run the suite so); Python then leaves it ignored.
+        interruptible = (
+            "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "from ptsp_gate.cli.main import main; raise SystemExit(main())"
+        )
         process = subprocess.Popen(
-            [sys.executable, "-m", "ptsp_gate.cli.main", "flagged"],
+            [sys.executable, "-c", interruptible, "flagged"],
             env={**os.environ, "DATABASE_URL": db_dsn},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
