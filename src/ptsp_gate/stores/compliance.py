@@ -161,6 +161,22 @@ async def record(
         await refresh(conn, sorted(concerned))
 
 
+# What the two writers of employer rows share: the columns, and the latest decision's fields,
+# which a new row and an updated one take alike.
+_UPSERT_EMPLOYER = """
+    INSERT INTO employer_compliance AS c (nib, region_code, employer_name, npwp, outcome,
+        reason_codes, decision_id, seq, decided_at, policy_version, enrolment_as_of,
+        first_flagged_at, flagged_since, open_applications, blocked_applications)
+"""
+_LATEST_FROM_EXCLUDED = """
+    region_code = excluded.region_code, employer_name = excluded.employer_name,
+    npwp = excluded.npwp, outcome = excluded.outcome,
+    reason_codes = excluded.reason_codes, decision_id = excluded.decision_id,
+    seq = excluded.seq, decided_at = excluded.decided_at,
+    policy_version = excluded.policy_version, enrolment_as_of = excluded.enrolment_as_of,
+"""
+
+
 # Per employer, how its (open, blocked) application counts change.
 Deltas = dict[str, list[int]]
 
@@ -201,10 +217,8 @@ async def _employers(
             open_began[e.nib] = e.began_at
     nibs = list(latest)
     written = await conn.fetch(
-        """
-        INSERT INTO employer_compliance AS c (nib, region_code, employer_name, npwp, outcome,
-            reason_codes, decision_id, seq, decided_at, policy_version, enrolment_as_of,
-            first_flagged_at, flagged_since, open_applications, blocked_applications)
+        _UPSERT_EMPLOYER
+        + f"""
         SELECT d.nib, d.region_code, a.payload -> 'employer' ->> 'name', a.npwp, d.outcome,
             d.reason_codes, d.decision_id, d.seq, d.decided_at, d.policy_version,
             d.enrolment_as_of, u.first_flagged_at, u.flagged_since, u.open_delta,
@@ -220,12 +234,7 @@ async def _employers(
             SELECT p.payload, p.npwp FROM permit_application p WHERE p.event_id = d.event_id
             OFFSET 0
         ) a ON true
-        ON CONFLICT (nib) DO UPDATE SET
-            region_code = excluded.region_code, employer_name = excluded.employer_name,
-            npwp = excluded.npwp, outcome = excluded.outcome,
-            reason_codes = excluded.reason_codes, decision_id = excluded.decision_id,
-            seq = excluded.seq, decided_at = excluded.decided_at,
-            policy_version = excluded.policy_version, enrolment_as_of = excluded.enrolment_as_of,
+        ON CONFLICT (nib) DO UPDATE SET {_LATEST_FROM_EXCLUDED}
             first_flagged_at = coalesce(c.first_flagged_at, excluded.first_flagged_at),
             flagged_since = CASE WHEN excluded.outcome = 'BLOCKED'
                                  THEN coalesce(excluded.flagged_since, c.flagged_since) END,
@@ -270,10 +279,8 @@ async def refresh(conn: asyncpg.Connection, nibs: Sequence[str]) -> None:
         list(nibs),
     )
     await conn.execute(
-        """
-        INSERT INTO employer_compliance AS c (nib, region_code, employer_name, npwp, outcome,
-            reason_codes, decision_id, seq, decided_at, policy_version, enrolment_as_of,
-            first_flagged_at, flagged_since, open_applications, blocked_applications)
+        _UPSERT_EMPLOYER
+        + f"""
         SELECT l.nib, l.region_code, a.payload -> 'employer' ->> 'name', a.npwp, l.outcome,
             l.reason_codes, l.decision_id, l.seq, l.decided_at, l.policy_version,
             l.enrolment_as_of, e.first_flagged_at, e.flagged_since, n.open_applications,
@@ -298,12 +305,7 @@ async def refresh(conn: asyncpg.Connection, nibs: Sequence[str]) -> None:
                    max(p.began_at) FILTER (WHERE p.ended_seq IS NULL) AS flagged_since
             FROM compliance_episode p WHERE p.nib = k.nib
         ) e
-        ON CONFLICT (nib) DO UPDATE SET
-            region_code = excluded.region_code, employer_name = excluded.employer_name,
-            npwp = excluded.npwp, outcome = excluded.outcome,
-            reason_codes = excluded.reason_codes, decision_id = excluded.decision_id,
-            seq = excluded.seq, decided_at = excluded.decided_at,
-            policy_version = excluded.policy_version, enrolment_as_of = excluded.enrolment_as_of,
+        ON CONFLICT (nib) DO UPDATE SET {_LATEST_FROM_EXCLUDED}
             first_flagged_at = excluded.first_flagged_at, flagged_since = excluded.flagged_since,
             open_applications = excluded.open_applications,
             blocked_applications = excluded.blocked_applications
