@@ -26,35 +26,37 @@ from ptsp_gate.episodes import Step, Walk, walk
 
 async def lock(
     conn: asyncpg.Connection, nibs: Collection[str], application_ids: Collection[str]
-) -> set[str]:
+) -> dict[str, bool]:
     """Lock the employers' rows, in NIB order for every transaction (no deadlock between two of
     them): these employers, and those the applications were last decided under (a corrected
     resend may move an application to another NIB, whose counts then change too). Row locks,
     not advisory locks: a national re-decision locks a hundred thousand employers, and row
     locks take no room in the server's shared lock table. An employer without a row yet has
     nothing to lock: two transactions that both make its first row are told apart when they
-    write it (see `record`). Returns the NIBs whose rows are locked."""
+    write it (see `record`). Returns the NIBs whose rows are locked, each with whether it is
+    flagged, which no other transaction can change before this one ends."""
     if not nibs:
-        return set()
+        return {}
     rows = await conn.fetch(
         """
-        WITH employers AS (
-            SELECT unnest($1::text[]) AS nib
+        SELECT c.nib, c.outcome = 'BLOCKED' AS flagged FROM employer_compliance c
+        -- An array, so that the rows are found through the primary key: a join may be planned
+        -- as a pass over every employer, on every batch.
+        WHERE c.nib = ANY(ARRAY(
+            SELECT unnest($1::text[])
             UNION
             SELECT s.nib FROM unnest($2::text[]) k(id)
             CROSS JOIN LATERAL (
                 SELECT nib FROM application_standing WHERE application_id = k.id OFFSET 0
             ) s
-        )
-        SELECT c.nib FROM employer_compliance c
-        WHERE c.nib IN (SELECT nib FROM employers)
+        ))
         ORDER BY c.nib
-        FOR UPDATE OF c
+        FOR UPDATE
         """,
         list(nibs),
         list(application_ids),
     )
-    return {r["nib"] for r in rows}
+    return {r["nib"]: r["flagged"] for r in rows}
 
 
 # Appended to the statement that inserts decisions (`inserted`: the rows it inserted), so that
@@ -96,11 +98,11 @@ async def record(
     conn: asyncpg.Connection,
     decisions: Sequence[ComplianceDecision],
     inserted: Sequence[asyncpg.Record],
-    locked: set[str],
+    locked: Mapping[str, bool],
 ) -> None:
     """Fold into the projection the decisions just inserted, in this transaction, under `lock`
-    of their employers: `inserted` are the rows of the statement that inserted them (seq, the
-    standing before, whether the employer was flagged before), `decisions` what was asked."""
+    of their employers (`locked`: what it returned): `inserted` are the rows of the statement
+    that inserted them (seq, the standing before), `decisions` what was asked."""
     seqs: dict[UUID, int] = {r["decision_id"]: r["seq"] for r in inserted}
     stored = sorted(
         (d for d in decisions if d.decision_id in seqs and d.nib is not None),
@@ -108,16 +110,12 @@ async def record(
     )
     if not stored:
         return
-    flagged_before: dict[str, bool] = {}
-    before: dict[str, tuple[str, str]] = {}
     by_id = {d.decision_id: d for d in stored}
-    for r in inserted:
-        d = by_id.get(r["decision_id"])
-        if d is None or d.nib is None:
-            continue
-        flagged_before.setdefault(d.nib, r["flagged_before"])
-        if r["nib_before"] is not None:
-            before[d.application_id] = (r["nib_before"], r["outcome_before"])
+    before: dict[str, tuple[str, str]] = {
+        r["application_id"]: (r["nib_before"], r["outcome_before"])
+        for r in inserted
+        if r["nib_before"] is not None and r["decision_id"] in by_id
+    }
     steps = [
         Step(
             nib=d.nib or "",
@@ -132,13 +130,15 @@ async def record(
         for d in stored
     ]
     after = {d.application_id: (d.nib or "", d.outcome.value) for d in stored}
-    walked = walk(flagged_before, steps)
-    first_rows = {s.nib for s in steps} - locked
+    # An employer without a row was not flagged; if another transaction wrote its first row
+    # meanwhile, `_employers` finds out, and it is recomputed below.
+    walked = walk(locked, steps)
+    first_rows = {s.nib for s in steps} - locked.keys()
     # Employers whose first row another transaction wrote while this one ran: both decided
     # about a new employer at once, so this walk did not start from where that one left off.
     contested = await _employers(conn, steps, walked, _counts(before, after), first_rows)
     await _episodes(conn, walked, skip=contested)
-    unlocked = {nib for nib, _ in before.values()} - locked - {s.nib for s in steps}
+    unlocked = {nib for nib, _ in before.values()} - locked.keys() - {s.nib for s in steps}
     raced = {r["application_id"] for r in inserted if r["raced"]}
     raced |= {app for app, (nib, _) in before.items() if nib in unlocked}
     concerned = set(contested)
@@ -258,7 +258,9 @@ async def _employers(
                 blocked_applications = c.blocked_applications + u.blocked_delta
             FROM unnest($1::text[], $2::integer[], $3::integer[])
                 AS u(nib, open_delta, blocked_delta)
-            WHERE c.nib = u.nib
+            -- = ANY as well: the rows are found through the primary key, not by a pass over
+            -- the table to join with
+            WHERE c.nib = u.nib AND c.nib = ANY($1::text[])
             """,
             [nib for nib, _ in moved],
             [d[0] for _, d in moved],
@@ -323,7 +325,13 @@ async def _episodes(conn: asyncpg.Connection, moved: Walk, skip: set[str]) -> No
                 ended_decision_id = u.decision_id, ended_outcome = u.outcome, ended_by = u.by
             FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::uuid[], $5::text[],
                 $6::text[]) AS u(nib, seq, at, decision_id, outcome, by)
-            WHERE e.nib = u.nib AND e.ended_seq IS NULL
+            -- Each open episode found through the index of open episodes, then updated where
+            -- it lies: a join on the NIB may be planned as a pass over every episode.
+            CROSS JOIN LATERAL (
+                SELECT o.ctid AS tid FROM compliance_episode o
+                WHERE o.nib = u.nib AND o.ended_seq IS NULL OFFSET 0
+            ) o
+            WHERE e.ctid = o.tid
             """,
             [nib for nib, _ in ended],
             [end.seq for _, end in ended],

@@ -63,8 +63,6 @@ async def store_decisions(
         + """
         SELECT i.decision_id, i.seq, i.application_id, b.nib AS nib_before,
                b.outcome AS outcome_before,
-               EXISTS (SELECT FROM employer_compliance c
-                       WHERE c.nib = i.nib AND c.outcome = 'BLOCKED') AS flagged_before,
                -- no standing was read, yet another transaction's row was there when ours came
                n.application_id IS NOT NULL AND b.application_id IS NULL
                    AND coalesce(u.replaced, true) AS raced
