@@ -4,24 +4,30 @@ against its recomputation from the history.
 
 Every writer of decisions (the permit checker, re-deciders after an enrolment update or an import,
 the sweep) stores them through `ptsp_gate.stores.decisions.store_decisions`, which calls `lock`
-before it inserts and `record` after. The lock is per employer (its `employer_compliance` row):
-while one transaction holds an employer's, no other inserts a decision about it, so the
-decisions of one employer get their `seq` in the order their transactions commit, and each
-transaction reads the projection as the previous one left it. That is what lets episodes and
-counts be maintained incrementally.
+before it inserts, moves the projection in the statement that inserts (`WITH_DECISIONS`), and
+calls `settle` after. The lock is per employer (its `employer_compliance` row): while one
+transaction holds an employer's, no other inserts a decision about it, so the decisions of one
+employer get their `seq` in the order their transactions commit, and each transaction reads the
+projection as the previous one left it. That is what lets episodes and counts be maintained
+incrementally.
+
+Episodes: an employer is flagged while its latest non-REJECTED decision is BLOCKED. An episode
+begins at the decision that makes it BLOCKED and ends at the next one that does not; the decision
+that ends it says how: a re-decision (it supersedes another decision) or a new application's first
+decision. An episode still open when its blocked applications leave the re-decision window ends by
+expiry, which needs no stored change and is computed where reported.
+
+The rule is written twice, on purpose, each checking the other: here, as a fold of one batch
+of decisions onto the state the lock read, and in the migration, as the `recomputed_*` views over
+the whole history that `ptsp-gate projection verify` compares with.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from uuid import UUID
 
 import asyncpg
-
-from ptsp_gate.contract.events import ComplianceDecision
-from ptsp_gate.episodes import Step, Walk, walk
 
 
 async def lock(
@@ -59,11 +65,30 @@ async def lock(
     return {r["nib"]: r["flagged"] for r in rows}
 
 
-# Appended to the statement that inserts decisions (`inserted`: the rows it inserted), so that
-# the applications' standing moves with them without sending them again: `standing_before`
-# holds what it was (read before the statement changes it).
-STANDING_WITH_DECISIONS = """
+# What the two writers of employer rows share: the columns, and the latest decision's fields,
+# which a new row and an updated one take alike.
+_UPSERT_EMPLOYER = """
+    INSERT INTO employer_compliance AS c (nib, region_code, employer_name, npwp, outcome,
+        reason_codes, decision_id, seq, decided_at, policy_version, enrolment_as_of,
+        first_flagged_at, flagged_since, open_applications, blocked_applications)
+"""
+_LATEST_FROM_EXCLUDED = """
+    region_code = excluded.region_code, employer_name = excluded.employer_name,
+    npwp = excluded.npwp, outcome = excluded.outcome,
+    reason_codes = excluded.reason_codes, decision_id = excluded.decision_id,
+    seq = excluded.seq, decided_at = excluded.decided_at,
+    policy_version = excluded.policy_version, enrolment_as_of = excluded.enrolment_as_of,
+"""
+
+
+# Appended to the statement that inserts decisions: `inserted` holds the rows it inserted, $15
+# the employers `lock` locked and $16 those of them flagged. The batch is folded into the projection
+# here, in PostgreSQL, rather than sent back and forth: a batch's rows are already at hand in the
+# statement, and every value sent costs the service more than the server its look-up.
+WITH_DECISIONS = (
+    """
 , newest AS (
+    -- each application's latest decision in the batch: its standing from now on
     SELECT DISTINCT ON (application_id) * FROM inserted
     WHERE outcome <> 'REJECTED' AND nib IS NOT NULL
     ORDER BY application_id, seq DESC
@@ -90,57 +115,152 @@ STANDING_WITH_DECISIONS = """
     WHERE excluded.seq > s.seq
     -- xmax is set on a row this statement updated rather than inserted
     RETURNING application_id, xmax <> 0 AS replaced
+), deltas AS (
+    -- how each employer's open and blocked application counts move
+    SELECT nib, sum(open)::integer AS open_delta, sum(blocked)::integer AS blocked_delta
+    FROM (
+        SELECT nib, (outcome IN ('PENDING', 'BLOCKED'))::integer AS open,
+               (outcome = 'BLOCKED')::integer AS blocked
+        FROM newest
+        UNION ALL
+        SELECT nib, -(outcome IN ('PENDING', 'BLOCKED'))::integer,
+               -(outcome = 'BLOCKED')::integer
+        FROM standing_before
+    ) moves
+    GROUP BY nib
+), steps AS (
+    -- the batch's decisions per employer in seq order, each with whether the employer was
+    -- flagged just before it: after the previous one, or as the lock found it
+    SELECT i.*, coalesce(
+               lag(i.outcome = 'BLOCKED') OVER (PARTITION BY i.nib ORDER BY i.seq),
+               f.nib IS NOT NULL
+           ) AS was_flagged
+    FROM inserted i
+    LEFT JOIN (SELECT DISTINCT unnest($16::text[]) AS nib) f ON f.nib = i.nib
+    WHERE i.outcome <> 'REJECTED' AND i.nib IS NOT NULL
+), turns AS (
+    -- the decisions that begin or end an episode (they alternate), each with the next one
+    SELECT t.*, row_number() OVER w AS nth,
+           lead(t.seq) OVER w AS next_seq, lead(t.decided_at) OVER w AS next_at,
+           lead(t.decision_id) OVER w AS next_decision_id, lead(t.outcome) OVER w AS next_outcome,
+           lead(CASE WHEN t.supersedes IS NULL THEN 'NEW_APPLICATION' ELSE 'REDECISION' END)
+               OVER w AS next_by
+    FROM steps t
+    WHERE (t.outcome = 'BLOCKED') <> t.was_flagged
+    WINDOW w AS (PARTITION BY t.nib ORDER BY t.seq)
+), flag_times AS (
+    SELECT nib, (array_agg(decided_at ORDER BY seq))[1] AS first_began,
+           max(decided_at) FILTER (WHERE next_seq IS NULL) AS open_began
+    FROM turns WHERE outcome = 'BLOCKED'
+    GROUP BY nib
+), latest AS (
+    SELECT DISTINCT ON (nib) * FROM steps ORDER BY nib, seq DESC
+), employers AS (
+    -- the latest decision is the batch's last one (the lock guarantees no later one exists);
+    -- counts move by the deltas; the flagged times come from the turns or stay as they were
+    """
+    + _UPSERT_EMPLOYER
+    + """
+    SELECT l.nib, l.region_code, a.payload -> 'employer' ->> 'name', a.npwp, l.outcome,
+        l.reason_codes, l.decision_id, l.seq, l.decided_at, l.policy_version,
+        l.enrolment_as_of, f.first_began, f.open_began, coalesce(d.open_delta, 0),
+        coalesce(d.blocked_delta, 0)
+    FROM latest l
+    LEFT JOIN flag_times f ON f.nib = l.nib
+    LEFT JOIN deltas d ON d.nib = l.nib
+    LEFT JOIN LATERAL (
+        SELECT p.payload, p.npwp FROM permit_application p WHERE p.event_id = l.event_id
+        OFFSET 0
+    ) a ON true
+    ON CONFLICT (nib) DO UPDATE SET """
+    + _LATEST_FROM_EXCLUDED
+    + """
+        first_flagged_at = coalesce(c.first_flagged_at, excluded.first_flagged_at),
+        flagged_since = CASE WHEN excluded.outcome = 'BLOCKED'
+                             THEN coalesce(excluded.flagged_since, c.flagged_since) END,
+        open_applications = c.open_applications + excluded.open_applications,
+        blocked_applications = c.blocked_applications + excluded.blocked_applications
+    RETURNING nib, xmax <> 0 AS updated
+), contested AS (
+    -- employers without a row when locked whose row another transaction wrote meanwhile: both
+    -- decided about a new employer at once, so this fold did not start where that one left
+    -- off. Their episodes are not written here; `settle` recomputes them.
+    SELECT e.nib FROM employers e
+    WHERE e.updated AND NOT EXISTS (SELECT FROM unnest($15::text[]) k(nib) WHERE k.nib = e.nib)
+), moved_away AS (
+    -- employers an application moved away from (a corrected resend): only their counts change
+    UPDATE employer_compliance c
+    SET open_applications = c.open_applications + d.open_delta,
+        blocked_applications = c.blocked_applications + d.blocked_delta
+    FROM deltas d
+    CROSS JOIN LATERAL (
+        SELECT x.ctid AS tid FROM employer_compliance x WHERE x.nib = d.nib OFFSET 0
+    ) x
+    WHERE c.ctid = x.tid AND (d.open_delta <> 0 OR d.blocked_delta <> 0)
+      AND NOT EXISTS (SELECT FROM latest l WHERE l.nib = d.nib)
+    RETURNING c.nib
+), ended AS (
+    -- the episode open before the batch, ended by the employer's first turn
+    UPDATE compliance_episode e
+    SET ended_seq = t.seq, ended_at = t.decided_at, ended_decision_id = t.decision_id,
+        ended_outcome = t.outcome,
+        ended_by = CASE WHEN t.supersedes IS NULL THEN 'NEW_APPLICATION' ELSE 'REDECISION' END
+    FROM turns t
+    -- found through the index of open episodes, then updated where it lies: a join on the NIB
+    -- may be planned as a pass over every episode
+    CROSS JOIN LATERAL (
+        SELECT o.ctid AS tid FROM compliance_episode o
+        WHERE o.nib = t.nib AND o.ended_seq IS NULL OFFSET 0
+    ) o
+    WHERE e.ctid = o.tid AND t.nth = 1 AND t.outcome <> 'BLOCKED'
+      AND NOT EXISTS (SELECT FROM contested k WHERE k.nib = t.nib)
+    RETURNING e.nib
+), began AS (
+    INSERT INTO compliance_episode (nib, began_seq, began_at, began_decision_id, region_code,
+        reason_codes, ended_seq, ended_at, ended_decision_id, ended_outcome, ended_by)
+    SELECT t.nib, t.seq, t.decided_at, t.decision_id, t.region_code, t.reason_codes,
+        t.next_seq, t.next_at, t.next_decision_id, t.next_outcome, t.next_by
+    FROM turns t
+    WHERE t.outcome = 'BLOCKED' AND NOT EXISTS (SELECT FROM contested k WHERE k.nib = t.nib)
+      -- only once the episodes they follow are ended: at most one is open per employer
+      AND (SELECT count(*) FROM ended) >= 0
+    RETURNING nib
 )
+"""
+)
+
+# The columns the statement returns, besides the inserted decision's id, for `settle`.
+SETTLE_COLUMNS = """
+    i.application_id, b.nib AS nib_before,
+    -- no standing was read, yet another transaction's row was there when ours came
+    n.application_id IS NOT NULL AND b.application_id IS NULL
+        AND coalesce(u.replaced, true) AS raced,
+    k.nib IS NOT NULL AS contested
+"""
+SETTLE_JOINS = """
+    LEFT JOIN standing_before b ON b.application_id = i.application_id
+    LEFT JOIN newest n ON n.decision_id = i.decision_id
+    LEFT JOIN standing u ON u.application_id = i.application_id
+    LEFT JOIN contested k ON k.nib = i.nib
 """
 
 
-async def record(
-    conn: asyncpg.Connection,
-    decisions: Sequence[ComplianceDecision],
-    inserted: Sequence[asyncpg.Record],
-    locked: Mapping[str, bool],
+async def settle(
+    conn: asyncpg.Connection, inserted: Sequence[asyncpg.Record], covered: Collection[str]
 ) -> None:
-    """Fold into the projection the decisions just inserted, in this transaction, under `lock`
-    of their employers (`locked`: what it returned): `inserted` are the rows of the statement
-    that inserted them (seq, the standing before), `decisions` what was asked."""
-    seqs: dict[UUID, int] = {r["decision_id"]: r["seq"] for r in inserted}
-    stored = sorted(
-        (d for d in decisions if d.decision_id in seqs and d.nib is not None),
-        key=lambda d: seqs[d.decision_id],
-    )
-    if not stored:
-        return
-    by_id = {d.decision_id: d for d in stored}
-    before: dict[str, tuple[str, str]] = {
-        r["application_id"]: (r["nib_before"], r["outcome_before"])
+    """After the statement that inserted the decisions and moved the projection (`inserted`:
+    its rows), recompute from the history the employers it could not fold in exactly: those
+    whose first row another transaction wrote meanwhile, and those of applications another
+    transaction decided under another NIB at the same time. `covered`: the employers `lock`
+    was asked for and those it locked."""
+    contested = {r["nib"] for r in inserted if r["contested"]}
+    # An application last decided under an employer the lock did not take: its standing
+    # changed between the lock and the insert.
+    raced = {
+        r["application_id"]
         for r in inserted
-        if r["nib_before"] is not None and r["decision_id"] in by_id
+        if r["raced"] or (r["nib_before"] is not None and r["nib_before"] not in covered)
     }
-    steps = [
-        Step(
-            nib=d.nib or "",
-            seq=seqs[d.decision_id],
-            decided_at=d.decided_at,
-            decision_id=d.decision_id,
-            region_code=d.region_code,
-            reason_codes=tuple(r.code.value for r in d.reasons),
-            outcome=d.outcome.value,
-            supersedes=d.supersedes is not None,
-        )
-        for d in stored
-    ]
-    after = {d.application_id: (d.nib or "", d.outcome.value) for d in stored}
-    # An employer without a row was not flagged; if another transaction wrote its first row
-    # meanwhile, `_employers` finds out, and it is recomputed below.
-    walked = walk(locked, steps)
-    first_rows = {s.nib for s in steps} - locked.keys()
-    # Employers whose first row another transaction wrote while this one ran: both decided
-    # about a new employer at once, so this walk did not start from where that one left off.
-    contested = await _employers(conn, steps, walked, _counts(before, after), first_rows)
-    await _episodes(conn, walked, skip=contested)
-    unlocked = {nib for nib, _ in before.values()} - locked.keys() - {s.nib for s in steps}
-    raced = {r["application_id"] for r in inserted if r["raced"]}
-    raced |= {app for app, (nib, _) in before.items() if nib in unlocked}
     concerned = set(contested)
     if raced:
         # Another transaction decided one of these applications under another NIB at the same
@@ -159,114 +279,6 @@ async def record(
         # recomputed from the history, which now holds the other transaction's decisions too.
         await lock(conn, sorted(concerned), ())
         await refresh(conn, sorted(concerned))
-
-
-# What the two writers of employer rows share: the columns, and the latest decision's fields,
-# which a new row and an updated one take alike.
-_UPSERT_EMPLOYER = """
-    INSERT INTO employer_compliance AS c (nib, region_code, employer_name, npwp, outcome,
-        reason_codes, decision_id, seq, decided_at, policy_version, enrolment_as_of,
-        first_flagged_at, flagged_since, open_applications, blocked_applications)
-"""
-_LATEST_FROM_EXCLUDED = """
-    region_code = excluded.region_code, employer_name = excluded.employer_name,
-    npwp = excluded.npwp, outcome = excluded.outcome,
-    reason_codes = excluded.reason_codes, decision_id = excluded.decision_id,
-    seq = excluded.seq, decided_at = excluded.decided_at,
-    policy_version = excluded.policy_version, enrolment_as_of = excluded.enrolment_as_of,
-"""
-
-
-# Per employer, how its (open, blocked) application counts change.
-Deltas = dict[str, list[int]]
-
-
-def _counts(before: Mapping[str, tuple[str, str]], after: Mapping[str, tuple[str, str]]) -> Deltas:
-    deltas: Deltas = {}
-
-    def add(nib: str, outcome: str, sign: int) -> None:
-        d = deltas.setdefault(nib, [0, 0])
-        d[0] += sign if outcome in ("PENDING", "BLOCKED") else 0
-        d[1] += sign if outcome == "BLOCKED" else 0
-
-    for application_id, (nib, outcome) in after.items():
-        if application_id in before:
-            add(*before[application_id], -1)
-        add(nib, outcome, +1)
-    return deltas
-
-
-async def _employers(
-    conn: asyncpg.Connection,
-    steps: Sequence[Step],
-    walked: Walk,
-    deltas: Deltas,
-    first_rows: set[str],
-) -> set[str]:
-    """Each employer's row after the batch: its latest decision is the batch's last one about it
-    (the lock guarantees no later one exists), its counts move by the batch's changes to its
-    applications' standing, and its flagged times come from the walk or stay as they were.
-    Returns the employers of `first_rows` (expected to have no row yet) whose row another
-    transaction wrote first."""
-    latest = {s.nib: s for s in sorted(steps, key=lambda s: s.seq)}
-    first_began: dict[str, datetime] = {}
-    open_began: dict[str, datetime] = {}
-    for e in walked.began:
-        first_began.setdefault(e.nib, e.began_at)
-        if e.end is None:
-            open_began[e.nib] = e.began_at
-    nibs = list(latest)
-    written = await conn.fetch(
-        _UPSERT_EMPLOYER
-        + f"""
-        SELECT d.nib, d.region_code, a.payload -> 'employer' ->> 'name', a.npwp, d.outcome,
-            d.reason_codes, d.decision_id, d.seq, d.decided_at, d.policy_version,
-            d.enrolment_as_of, u.first_flagged_at, u.flagged_since, u.open_delta,
-            u.blocked_delta
-        FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::integer[],
-            $5::integer[]) AS u(decision_id, first_flagged_at, flagged_since, open_delta,
-                                blocked_delta)
-        CROSS JOIN LATERAL (
-            -- OFFSET 0: index look-ups per row, never a pass over the whole table
-            SELECT * FROM compliance_decision WHERE decision_id = u.decision_id OFFSET 0
-        ) d
-        LEFT JOIN LATERAL (
-            SELECT p.payload, p.npwp FROM permit_application p WHERE p.event_id = d.event_id
-            OFFSET 0
-        ) a ON true
-        ON CONFLICT (nib) DO UPDATE SET {_LATEST_FROM_EXCLUDED}
-            first_flagged_at = coalesce(c.first_flagged_at, excluded.first_flagged_at),
-            flagged_since = CASE WHEN excluded.outcome = 'BLOCKED'
-                                 THEN coalesce(excluded.flagged_since, c.flagged_since) END,
-            open_applications = c.open_applications + excluded.open_applications,
-            blocked_applications = c.blocked_applications + excluded.blocked_applications
-        RETURNING nib, xmax <> 0 AS updated
-        """,
-        [latest[n].decision_id for n in nibs],
-        [first_began.get(n) for n in nibs],
-        [open_began.get(n) for n in nibs],
-        [deltas.get(n, [0, 0])[0] for n in nibs],
-        [deltas.get(n, [0, 0])[1] for n in nibs],
-    )
-    # Employers an application moved away from: only their counts change.
-    moved = [(nib, d) for nib, d in deltas.items() if nib not in latest and d != [0, 0]]
-    if moved:
-        await conn.execute(
-            """
-            UPDATE employer_compliance c
-            SET open_applications = c.open_applications + u.open_delta,
-                blocked_applications = c.blocked_applications + u.blocked_delta
-            FROM unnest($1::text[], $2::integer[], $3::integer[])
-                AS u(nib, open_delta, blocked_delta)
-            -- = ANY as well: the rows are found through the primary key, not by a pass over
-            -- the table to join with
-            WHERE c.nib = u.nib AND c.nib = ANY($1::text[])
-            """,
-            [nib for nib, _ in moved],
-            [d[0] for _, d in moved],
-            [d[1] for _, d in moved],
-        )
-    return {r["nib"] for r in written if r["updated"] and r["nib"] in first_rows}
 
 
 async def refresh(conn: asyncpg.Connection, nibs: Sequence[str]) -> None:
@@ -314,60 +326,6 @@ async def refresh(conn: asyncpg.Connection, nibs: Sequence[str]) -> None:
         """,
         list(nibs),
     )
-
-
-async def _episodes(conn: asyncpg.Connection, moved: Walk, skip: set[str]) -> None:
-    ended = [(nib, end) for nib, end in moved.ended.items() if nib not in skip]
-    if ended:
-        await conn.execute(
-            """
-            UPDATE compliance_episode e SET ended_seq = u.seq, ended_at = u.at,
-                ended_decision_id = u.decision_id, ended_outcome = u.outcome, ended_by = u.by
-            FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::uuid[], $5::text[],
-                $6::text[]) AS u(nib, seq, at, decision_id, outcome, by)
-            -- Each open episode found through the index of open episodes, then updated where
-            -- it lies: a join on the NIB may be planned as a pass over every episode.
-            CROSS JOIN LATERAL (
-                SELECT o.ctid AS tid FROM compliance_episode o
-                WHERE o.nib = u.nib AND o.ended_seq IS NULL OFFSET 0
-            ) o
-            WHERE e.ctid = o.tid
-            """,
-            [nib for nib, _ in ended],
-            [end.seq for _, end in ended],
-            [end.at for _, end in ended],
-            [end.decision_id for _, end in ended],
-            [end.outcome for _, end in ended],
-            [end.by for _, end in ended],
-        )
-    began = [e for e in moved.began if e.nib not in skip]
-    if began:
-        ends = [e.end for e in began]
-        await conn.execute(
-            """
-            INSERT INTO compliance_episode (nib, began_seq, began_at, began_decision_id,
-                region_code, reason_codes, ended_seq, ended_at, ended_decision_id, ended_outcome,
-                ended_by)
-            SELECT u.nib, u.began_seq, u.began_at, u.began_decision_id, u.region_code,
-                string_to_array(u.reason_codes, ','), u.ended_seq, u.ended_at,
-                u.ended_decision_id, u.ended_outcome, u.ended_by
-            FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::uuid[], $5::text[],
-                $6::text[], $7::bigint[], $8::timestamptz[], $9::uuid[], $10::text[], $11::text[])
-                AS u(nib, began_seq, began_at, began_decision_id, region_code, reason_codes,
-                     ended_seq, ended_at, ended_decision_id, ended_outcome, ended_by)
-            """,
-            [e.nib for e in began],
-            [e.began_seq for e in began],
-            [e.began_at for e in began],
-            [e.began_decision_id for e in began],
-            [e.region_code for e in began],
-            [",".join(e.reason_codes) for e in began],
-            [end.seq if end else None for end in ends],
-            [end.at if end else None for end in ends],
-            [end.decision_id if end else None for end in ends],
-            [end.outcome if end else None for end in ends],
-            [end.by if end else None for end in ends],
-        )
 
 
 # --- verification --------------------------------------------------------------------------------

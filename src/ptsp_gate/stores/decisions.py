@@ -12,8 +12,12 @@ from uuid import UUID
 import asyncpg
 
 from ptsp_gate.contract.cloudevents import binary_headers
-from ptsp_gate.contract.events import CE_TYPE_DECISION, ComplianceDecision, PermitApplication
-from ptsp_gate.episodes import REJECTED
+from ptsp_gate.contract.events import (
+    CE_TYPE_DECISION,
+    ComplianceDecision,
+    Outcome,
+    PermitApplication,
+)
 from ptsp_gate.stores import compliance, outbox
 
 
@@ -35,10 +39,9 @@ async def store_decisions(
         await outbox.insert(conn, also)
         return set()
     ds = [d for d, _, _ in decisions]
-    projected = [d for d in ds if d.nib is not None and d.outcome.value != REJECTED]
-    locked = await compliance.lock(
-        conn, {d.nib for d in projected if d.nib}, {d.application_id for d in projected}
-    )
+    projected = [d for d in ds if d.nib is not None and d.outcome is not Outcome.REJECTED]
+    nibs = {d.nib for d in projected if d.nib}
+    locked = await compliance.lock(conn, nibs, {d.application_id for d in projected})
     rows = await conn.fetch(
         """
         WITH inserted AS (
@@ -57,20 +60,13 @@ async def store_decisions(
                  decided_at, supersedes)
             ON CONFLICT (decision_id) DO NOTHING
             RETURNING decision_id, seq, event_id, application_id, nib, region_code, outcome,
-                reason_codes, decided_at
+                reason_codes, decided_at, policy_version, enrolment_as_of, supersedes
         )"""
-        + compliance.STANDING_WITH_DECISIONS
-        + """
-        SELECT i.decision_id, i.seq, i.application_id, b.nib AS nib_before,
-               b.outcome AS outcome_before,
-               -- no standing was read, yet another transaction's row was there when ours came
-               n.application_id IS NOT NULL AND b.application_id IS NULL
-                   AND coalesce(u.replaced, true) AS raced
-        FROM inserted i
-        LEFT JOIN standing_before b ON b.application_id = i.application_id
-        LEFT JOIN newest n ON n.decision_id = i.decision_id
-        LEFT JOIN standing u ON u.application_id = i.application_id
-        """,
+        + compliance.WITH_DECISIONS
+        + "SELECT i.decision_id, i.nib, "
+        + compliance.SETTLE_COLUMNS
+        + " FROM inserted i "
+        + compliance.SETTLE_JOINS,
         [d.decision_id for d in ds],
         [event_key for _, event_key, _ in decisions],
         [d.application_id for d in ds],
@@ -85,9 +81,11 @@ async def store_decisions(
         [d.policy_version for d in ds],
         [d.decided_at for d in ds],
         [d.supersedes for d in ds],
+        list(locked),
+        [nib for nib, flagged in locked.items() if flagged],
     )
     stored = {r["decision_id"] for r in rows}
-    await compliance.record(conn, projected, rows, locked)
+    await compliance.settle(conn, rows, locked.keys() | nibs)
     await outbox.insert(
         conn,
         [
