@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from ptsp_gate import demo
-from ptsp_gate.adapters.postgres import create_pool
+from ptsp_gate.adapters.postgres import connect, create_pool
 from ptsp_gate.contract import dead_letter
 from ptsp_gate.contract.cloudevents import unpack_headers
 from ptsp_gate.runtime.context import HandlerContext
@@ -164,3 +164,15 @@ async def test_a_closed_application_is_never_read_back(pool: asyncpg.Pool) -> No
     # from it: rebuilt, so that the check every test ends with compares like with like.
     async with pool.acquire() as conn:
         await compliance.rebuild(conn)
+
+
+async def test_statements_are_planned_for_their_values(pool: asyncpg.Pool, db_dsn: str) -> None:
+    # A batch statement's arrays hold one row or a hundred thousand; a cached generic plan
+    # cannot see which, and may join them by nested loops (measured twice as slow at 20,000).
+    assert await pool.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+    conn = await connect(db_dsn, "ptsp-gate test")
+    try:
+        assert await conn.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+        assert await conn.fetchval("SHOW application_name") == "ptsp-gate test"
+    finally:
+        await conn.close()

@@ -17,9 +17,11 @@ that ends it says how: a re-decision (it supersedes another decision) or a new a
 decision. An episode still open when its blocked applications leave the re-decision window ends by
 expiry, which needs no stored change and is computed where reported.
 
-The rule is written twice, on purpose, each checking the other: here, as a fold of one batch
-of decisions onto the state the lock read, and in the migration, as the `recomputed_*` views over
-the whole history that `ptsp-gate projection verify` compares with.
+The rule is written twice: here, as a fold of one batch of decisions onto the state the lock
+read, and in the migration, as the `recomputed_*` views over the whole history, which
+`ptsp-gate projection verify`, the property test and every integration test compare with. Both
+are SQL, and a misreading of the rule common to both would pass that comparison; what it does
+catch is any fold that does not add up to the whole: seeding, deltas, ordering, concurrency.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ async def lock(
     not advisory locks: a national re-decision locks a hundred thousand employers, and row
     locks take no room in the server's shared lock table. An employer without a row yet has
     nothing to lock: two transactions that both make its first row are told apart when they
-    write it (see `record`). Returns the NIBs whose rows are locked, each with whether it is
-    flagged, which no other transaction can change before this one ends."""
+    write it (`contested` in `WITH_DECISIONS`). Returns the NIBs whose rows are locked, each
+    with whether it is flagged, which no other transaction can change before this one ends."""
     if not nibs:
         return {}
     rows = await conn.fetch(
@@ -156,7 +158,8 @@ WITH_DECISIONS = (
 ), latest AS (
     SELECT DISTINCT ON (nib) * FROM steps ORDER BY nib, seq DESC
 ), employers AS (
-    -- the latest decision is the batch's last one (the lock guarantees no later one exists);
+    -- the latest decision is the batch's last one (the lock guarantees no later one exists;
+    -- an employer it could not lock is settled afterwards);
     -- counts move by the deltas; the flagged times come from the turns or stay as they were
     """
     + _UPSERT_EMPLOYER
@@ -222,7 +225,10 @@ WITH_DECISIONS = (
         t.next_seq, t.next_at, t.next_decision_id, t.next_outcome, t.next_by
     FROM turns t
     WHERE t.outcome = 'BLOCKED' AND NOT EXISTS (SELECT FROM contested k WHERE k.nib = t.nib)
-      -- only once the episodes they follow are ended: at most one is open per employer
+      -- Only once the episodes they follow are ended (at most one is open per employer, a
+      -- unique index): the sub-statements of a WITH run in no order of their own, but this
+      -- condition is an InitPlan, evaluated before the first row is inserted, and it reads
+      -- `ended` to its end, which runs that UPDATE to completion.
       AND (SELECT count(*) FROM ended) >= 0
     RETURNING nib
 )
@@ -252,7 +258,7 @@ async def settle(
     its rows), recompute from the history the employers it could not fold in exactly: those
     whose first row another transaction wrote meanwhile, and those of applications another
     transaction decided under another NIB at the same time. `covered`: the employers `lock`
-    was asked for and those it locked."""
+    locked and those of the decisions stored."""
     contested = {r["nib"] for r in inserted if r["contested"]}
     # An application last decided under an employer the lock did not take: its standing
     # changed between the lock and the insert.

@@ -40,8 +40,9 @@ async def store_decisions(
         return set()
     ds = [d for d, _, _ in decisions]
     projected = [d for d in ds if d.nib is not None and d.outcome is not Outcome.REJECTED]
-    nibs = {d.nib for d in projected if d.nib}
-    locked = await compliance.lock(conn, nibs, {d.application_id for d in projected})
+    locked = await compliance.lock(
+        conn, {d.nib for d in projected if d.nib}, {d.application_id for d in projected}
+    )
     rows = await conn.fetch(
         """
         WITH inserted AS (
@@ -85,7 +86,10 @@ async def store_decisions(
         [nib for nib, flagged in locked.items() if flagged],
     )
     stored = {r["decision_id"] for r in rows}
-    await compliance.settle(conn, rows, locked.keys() | nibs)
+    # The employers the lock took, and those of the decisions stored (one without a row had
+    # nothing to lock, and is told apart by the statement if another wrote it meanwhile).
+    covered = locked.keys() | {d.nib for d in projected if d.nib and d.decision_id in stored}
+    await compliance.settle(conn, rows, covered)
     await outbox.insert(
         conn,
         [
