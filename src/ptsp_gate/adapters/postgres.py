@@ -32,13 +32,7 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-# Planned for the values each time, never from a plan cached for earlier ones: the statements
-# take arrays of one row to a hundred thousand (a consumer batch, a national re-decision), and a
-# generic plan, which cannot see an array's length, may join such sets by nested loops. Measured:
-# 20,000 re-decisions in one statement took 8.6 s with generic plans, 3.9 s with custom ones.
-# Set in the session rather than as a startup parameter, which a connection pooler may refuse.
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.execute("SET plan_cache_mode = force_custom_plan")
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
@@ -52,9 +46,8 @@ async def create_pool(dsn: str, size: int = 4, **kwargs: Any) -> asyncpg.Pool:
         min_size=1,
         max_size=size,
         init=_init_connection,
-        # Pool connections hold no session state that one use could leave to the next (locks
-        # and LISTEN live on dedicated connections; the settings are the same for every use),
-        # so the reset round trip on every release buys nothing.
+        # Pool connections hold no session state (locks and LISTEN live on dedicated
+        # connections), so the reset round trip on every release buys nothing.
         reset=_no_reset,
         command_timeout=60,
         **kwargs,
