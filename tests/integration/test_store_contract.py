@@ -14,11 +14,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from ptsp_gate import demo
+from ptsp_gate import decisions, demo, policy
 from ptsp_gate.adapters.postgres import create_pool
 from ptsp_gate.contract import dead_letter
 from ptsp_gate.contract.cloudevents import unpack_headers
-from ptsp_gate.contract.events import ComplianceDecision, Outcome, Reason, ReasonCode
 from ptsp_gate.runtime.context import HandlerContext
 from ptsp_gate.runtime.in_memory import InMemory, Record
 from ptsp_gate.stores import compliance
@@ -172,18 +171,17 @@ async def test_a_large_batch_is_planned_for_its_size(pool: asyncpg.Pool) -> None
     # A cached generic plan cannot see an array's length and may join a national batch by
     # nested loops; a consumer batch keeps the cached plan, which costs less to run.
     def rejected(n: int) -> DecisionToStore:
-        decision = ComplianceDecision(
-            decision_id=uuid.uuid4(),
+        # An answer to an invalid event, as the permit checker builds it: nothing to project.
+        verdict = policy.rejected("national-2026.1", [], "-")
+        decision = decisions.build(
+            f"ev-plan-{n}",
+            verdict,
             application_id=f"OSS-PLAN-{n}",
             nib=None,
             action=None,
             region_code=None,
-            outcome=Outcome.REJECTED,
-            reasons=[Reason(code=ReasonCode.INVALID_EVENT, message="-")],
-            enrolment_as_of=None,
-            policy_version="national-2026.1",
-            decided_at=NOW,
-            supersedes=None,
+            enrolment_version=None,
+            now=NOW,
         )
         return (decision, f"ev-plan-{n}", None)
 
