@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from ptsp_gate import demo
-from ptsp_gate.cli.officer import export_flagged
+from ptsp_gate.reports.flagged_export import export_flagged
 from ptsp_gate.stores import compliance, coverage, officer_queries
 
 from .history import END, REGIONS

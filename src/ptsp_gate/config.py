@@ -148,6 +148,13 @@ class Settings(BaseSettings):
     statement_timeout_s: float = Field(default=60.0, gt=0, le=86_400)
     sweep_interval_s: float = Field(default=300.0, ge=1, le=86_400)
 
+    # The officer console: a signed-in session ends after this many hours however it is used, or
+    # after this many minutes without a request; its cookie carries `Secure` (sent over HTTPS
+    # only) unless this is false, which only a console on localhost without TLS needs.
+    console_session_hours: float = Field(default=8.0, gt=0, le=24)
+    console_idle_minutes: float = Field(default=30.0, gt=0, le=24 * 60)
+    console_secure_cookies: bool = True
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     data_dir: Path = Path(".ptsp-gate")

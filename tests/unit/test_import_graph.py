@@ -10,7 +10,7 @@ import grimp
 import pytest
 
 CORE = "ptsp_gate"
-SERVICES = ("ptsp_gate_permit_checker", "ptsp_gate_enrolment_sync")
+SERVICES = ("ptsp_gate_permit_checker", "ptsp_gate_enrolment_sync", "ptsp_gate_officer_console")
 
 
 @pytest.fixture(scope="module")

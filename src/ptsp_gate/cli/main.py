@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from ptsp_gate import __version__
 from ptsp_gate.cli import (
+    accounts,
     broker,
     coverage,
     dev,
@@ -29,7 +30,20 @@ from ptsp_gate.cli.common import CommandError, Handler, Parser, one_line, subcom
 from ptsp_gate.config import Settings
 
 # In the order `ptsp-gate --help` lists them.
-GROUPS = (dev, run, migrate, broker, officer, coverage, projection, enrolment, policy, dlq, outbox)
+GROUPS = (
+    dev,
+    run,
+    migrate,
+    broker,
+    officer,
+    coverage,
+    accounts,
+    projection,
+    enrolment,
+    policy,
+    dlq,
+    outbox,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,6 @@ import argparse
 import re
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ptsp_gate.cli.common import (
@@ -99,6 +98,7 @@ def add_parser(sub: Subcommands) -> None:
 
 async def flagged(args: argparse.Namespace, settings: Settings) -> int:
     from ptsp_gate.reports import export, render
+    from ptsp_gate.reports.flagged_export import sheet_name
     from ptsp_gate.stores import officer_queries as queries
 
     output = checked_output(args)
@@ -116,6 +116,8 @@ async def flagged(args: argparse.Namespace, settings: Settings) -> int:
 
     async def write(conn: Any) -> int:
         if not args.limit:
+            from ptsp_gate.reports.flagged_export import export_flagged
+
             return await export_flagged(
                 conn, fmt=args.format, language=args.labels, output=output, **filters
             )
@@ -125,7 +127,7 @@ async def flagged(args: argparse.Namespace, settings: Settings) -> int:
             columns=render.FLAGGED_COLUMNS,
             language=args.labels,
             output=output,
-            sheet="Ditandai" if args.labels == "id" else "Flagged",
+            sheet=sheet_name(args.labels),
             noun="flagged employer",
         )
 
@@ -136,33 +138,6 @@ async def flagged(args: argparse.Namespace, settings: Settings) -> int:
     if output is not None:
         print(f"{written} flagged employer(s) written to {output}", file=sys.stderr)
     return 0
-
-
-async def export_flagged(
-    conn: Any, *, fmt: str, language: str, output: Path | None, **filters: Any
-) -> int:
-    """Every flagged employer (as `filters` say) in `fmt`, to `output` or standard output; the
-    rows written. CSV is written by PostgreSQL itself (COPY): the national list is its largest
-    export, and the format that goes to spreadsheets."""
-    from ptsp_gate.reports import export, render
-    from ptsp_gate.stores import officer_queries as queries
-
-    if fmt == "csv":
-        return await export.copy_csv(
-            lambda emit: queries.flagged_csv(conn, emit, **filters),
-            columns=render.FLAGGED_COLUMNS,
-            language=language,
-            output=output,
-        )
-    return await export.write(
-        queries.flagged_all(conn, **filters),
-        fmt=fmt,
-        columns=render.FLAGGED_COLUMNS,
-        language=language,
-        output=output,
-        sheet="Ditandai" if language == "id" else "Flagged",
-        noun="flagged employer",
-    )
 
 
 async def employer(args: argparse.Namespace, settings: Settings) -> int:

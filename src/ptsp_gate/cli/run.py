@@ -41,23 +41,27 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from ptsp_gate.observability.logging import configure
-    from ptsp_gate.runtime.registry import spec_for
+    from ptsp_gate.runtime.registry import entry_for
     from ptsp_gate.runtime.service import Service, StartupError
+    from ptsp_gate.runtime.web import WebService
 
-    missing = [
-        n
-        for n, v in (
-            ("KAFKA_BOOTSTRAP_SERVERS", settings.kafka_bootstrap_servers),
-            ("DATABASE_URL", settings.database_url),
-        )
-        if not v
-    ]
+    entry = entry_for(args.service)
+    # A web service reaches PostgreSQL alone; a consumer Kafka too.
+    needed = {
+        "KAFKA_BOOTSTRAP_SERVERS": entry.kind == "web" or bool(settings.kafka_bootstrap_servers),
+        "DATABASE_URL": settings.database_url is not None,
+    }
+    missing = [name for name, present in needed.items() if not present]
     if missing:
         raise CommandError(f"{' and '.join(missing)} must be set (or use `ptsp-gate dev`)")
     configure(settings.log_level, settings.log_format)
+    service: Service | WebService
     try:
-        service = Service(spec_for(args.service, settings, policy_book(settings)), settings)
-    except ValueError as exc:  # Kafka security settings that cannot work, said in one line
+        if entry.kind == "web":
+            service = entry.web(settings, policy_book(settings))
+        else:
+            service = Service(entry.spec(settings, policy_book(settings)), settings)
+    except ValueError as exc:  # settings that cannot work, said in one line
         raise CommandError(str(exc)) from exc
     try:
         await service.open()
@@ -87,6 +91,6 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     # must not turn into death-by-signal, so the handler it restores is a no-op.
     signal.signal(signal.SIGTERM, lambda *_: None)
     await server.serve()
-    if service.failed:
+    if getattr(service, "failed", False):
         raise CommandError(f"{args.service}: the Kafka consumer stopped (see the log above)")
     return 0 if server.started else 1

@@ -238,6 +238,28 @@ class Metrics:
         "90 days and were cleared, by region (absent where none was cleared).",
         registered=False,  # see expose_enrolment_projection()
     )
+    # The officer console's, registered by expose_console(): only that service serves requests.
+    console_requests = _Declared(
+        Counter,
+        "ptsp_gate_console_requests_total",
+        ("route", "method", "status"),
+        "Requests the officer console answered, by route template, method and status code.",
+        registered=False,
+    )
+    console_request_duration = _Declared(
+        Histogram,
+        "ptsp_gate_console_request_duration_seconds",
+        ("route", "method"),
+        "Time the officer console took to answer a request, by route template and method.",
+        registered=False,
+    )
+    console_failed_logins = _Declared(
+        Counter,
+        "ptsp_gate_console_failed_logins_total",
+        ("reason",),
+        "Sign-ins refused: wrong_password, unknown_account, locked, disabled or throttled.",
+        registered=False,
+    )
     # A gauge, not prometheus-client's Info: Info cannot be shared between worker processes.
     build_info = _Declared(
         Gauge,
@@ -253,6 +275,7 @@ class Metrics:
                 setattr(self, attribute, declared.build(self.registry))
         self._lag_series: set[tuple[str, str, str]] = set()
         self._projection_exposed = False
+        self._console_exposed = False
 
     def expose_enrolment_projection(self) -> None:
         """Add the gauges read from the projections (the enrolment data's freshness, coverage per
@@ -266,6 +289,18 @@ class Metrics:
             self.registry.register(self.coverage_cleared)
             self.registry.register(self.coverage_days_to_clear)
             self._projection_exposed = True
+
+    def expose_console(self) -> None:
+        """Add the officer console's request and sign-in metrics, with their series from the
+        start (so that rate() sees the first failed sign-in)."""
+        if self._console_exposed:
+            return
+        self.registry.register(self.console_requests)
+        self.registry.register(self.console_request_duration)
+        self.registry.register(self.console_failed_logins)
+        for reason in ("wrong_password", "unknown_account", "locked", "disabled", "throttled"):
+            self.console_failed_logins.labels(reason)
+        self._console_exposed = True
 
     def set_build(self, policy_version: str) -> None:
         self.build_info.labels(__version__, policy_version).set(1)

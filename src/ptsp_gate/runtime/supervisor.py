@@ -27,14 +27,17 @@ def create_app() -> Any:
 
     from ptsp_gate.observability.logging import configure
     from ptsp_gate.policy import load_policy_book
-    from ptsp_gate.runtime.registry import spec_for
+    from ptsp_gate.runtime.registry import entry_for
     from ptsp_gate.runtime.service import Service
 
     try:
         settings = Settings()
         configure(settings.log_level, settings.log_format)
-        spec = spec_for(os.environ[SERVICE_ENV], settings, load_policy_book(settings.policy_dir))
-        return Service(spec, settings).asgi_app()
+        entry = entry_for(os.environ[SERVICE_ENV])
+        policies = load_policy_book(settings.policy_dir)
+        if entry.kind == "web":
+            return entry.web(settings, policies).asgi_app()
+        return Service(entry.spec(settings, policies), settings).asgi_app()
     except Exception as exc:
         # The supervisor restarts a worker that dies for any other exit code, and this one would
         # fail the same way every time.

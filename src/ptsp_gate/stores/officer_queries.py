@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -60,7 +60,11 @@ class FlaggedCursor:
 
 
 def _flagged_sql(
-    region: str | None, reason: str | None, after: FlaggedCursor | None, limit: bool
+    region: str | None,
+    reason: str | None,
+    after: FlaggedCursor | None,
+    limit: bool,
+    regions: Sequence[str] | None = None,
 ) -> tuple[str, list[Any]]:
     # One statement text per combination of filters, rather than `$1 IS NULL OR ...`: a generic
     # plan of the latter cannot use the index, and asyncpg reuses plans.
@@ -69,6 +73,10 @@ def _flagged_sql(
     if region is not None:
         params.append(region)
         where.append(f"region_code = ${len(params)}")
+    if regions is not None:
+        # An officer's scope: the index is read region by region, still in the list's order.
+        params.append(list(regions))
+        where.append(f"region_code = ANY(${len(params)}::text[])")
     if reason is not None:
         params.append(reason)
         where.append(f"${len(params)} = ANY(reason_codes)")
@@ -92,9 +100,10 @@ async def flagged_page(
     reason: str | None = None,
     after: FlaggedCursor | None = None,
     limit: int = 100,
+    regions: Sequence[str] | None = None,
 ) -> tuple[list[dict[str, Any]], FlaggedCursor | None]:
     """One page of flagged employers and the cursor of the next (None on the last page)."""
-    sql, params = _flagged_sql(region, reason, after, limit=True)
+    sql, params = _flagged_sql(region, reason, after, limit=True, regions=regions)
     rows = await conn.fetch(sql, *params, limit + 1)
     more = len(rows) > limit
     page = [dict(r) for r in rows[:limit]]
@@ -108,11 +117,12 @@ async def flagged_all(
     reason: str | None = None,
     after: FlaggedCursor | None = None,
     batch_size: int = 5000,
+    regions: Sequence[str] | None = None,
 ) -> AsyncIterator[list[asyncpg.Record]]:
     """Every flagged employer (after `after`), in batches through a server-side cursor: memory
     stays flat however many there are. Runs in a read-only repeatable-read transaction of its
     own, so an export is one consistent state of the projection."""
-    sql, params = _flagged_sql(region, reason, after, limit=False)
+    sql, params = _flagged_sql(region, reason, after, limit=False, regions=regions)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         cursor = await conn.cursor(sql, *params)
         while rows := await cursor.fetch(batch_size):
@@ -161,11 +171,12 @@ async def flagged_csv(
     region: str | None = None,
     reason: str | None = None,
     after: FlaggedCursor | None = None,
+    regions: Sequence[str] | None = None,
 ) -> int:
     """Every flagged employer (after `after`) as CSV rows without a heading, written by
     PostgreSQL's COPY: a national list at the speed the server writes it, the same cells as
     render.flagged writes. Returns the rows written."""
-    sql, params = _flagged_sql(region, reason, after, limit=False)
+    sql, params = _flagged_sql(region, reason, after, limit=False, regions=regions)
     sql = sql.replace(f"SELECT {_FLAGGED_COLUMNS}", f"SELECT {_FLAGGED_CSV}", 1)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         status = await conn.copy_from_query(sql, *params, output=write, format="csv")
@@ -189,18 +200,34 @@ def npwp_forms(npwp: str) -> list[str]:
     return sorted(forms)
 
 
-async def by_npwp(conn: asyncpg.Connection, npwp: str) -> list[dict[str, Any]]:
-    """Employers that applied with this NPWP, or that BPJS TK records under it, in either form."""
-    rows = await conn.fetch(
-        f"""
-        SELECT {_MATCH_COLUMNS} FROM employer_compliance c WHERE c.npwp = ANY($1::text[])
+def _scope(regions: Sequence[str] | None, param: int) -> str:
+    """The condition that employer `c` is within `regions` (parameter `param`): its latest
+    decision, or any of its applications', is in one of them. Empty for every region."""
+    if regions is None:
+        return ""
+    return f"""
+        (c.region_code = ANY(${param}::text[]) OR EXISTS (
+            SELECT 1 FROM application_standing s
+            WHERE s.nib = c.nib AND s.region_code = ANY(${param}::text[]))) AND
+    """
+
+
+async def by_npwp(
+    conn: asyncpg.Connection, npwp: str, regions: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """Employers that applied with this NPWP, or that BPJS TK records under it, in either form;
+    within `regions` when given."""
+    scope = _scope(regions, 2)
+    sql = f"""
+        SELECT {_MATCH_COLUMNS} FROM employer_compliance c
+        WHERE {scope} c.npwp = ANY($1::text[])
         UNION
         SELECT {_MATCH_COLUMNS} FROM employer_enrolment e
-        JOIN employer_compliance c ON c.nib = e.nib WHERE e.npwp = ANY($1::text[])
+        JOIN employer_compliance c ON c.nib = e.nib WHERE {scope} e.npwp = ANY($1::text[])
         ORDER BY nib
-        """,
-        npwp_forms(npwp),
-    )
+        """
+    args: list[Any] = [npwp_forms(npwp)] + ([list(regions)] if regions is not None else [])
+    rows = await conn.fetch(sql, *args)
     return [dict(r) for r in rows]
 
 
@@ -209,19 +236,36 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-async def by_name(conn: asyncpg.Connection, name: str, limit: int = 50) -> list[dict[str, Any]]:
-    """Employers whose name (as last applied) contains `name`, any case; the closest first."""
-    rows = await conn.fetch(
-        f"""
+async def by_name(
+    conn: asyncpg.Connection, name: str, limit: int = 50, regions: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """Employers whose name (as last applied) contains `name`, any case; the closest first;
+    within `regions` when given."""
+    sql = f"""
         SELECT {_MATCH_COLUMNS} FROM employer_compliance c
-        WHERE c.employer_name ILIKE $1
+        WHERE {_scope(regions, 3)} c.employer_name ILIKE $1
         ORDER BY length(c.employer_name), c.employer_name, c.nib
         LIMIT $2
-        """,
-        _like_pattern(name),
-        limit,
-    )
+        """
+    args: list[Any] = [_like_pattern(name), limit]
+    rows = await conn.fetch(sql, *args, *([list(regions)] if regions is not None else []))
     return [dict(r) for r in rows]
+
+
+async def in_scope(conn: asyncpg.Connection, nib: str, regions: Sequence[str]) -> bool:
+    """Whether the employer's latest decision, or any of its applications', is in `regions`."""
+    return bool(
+        await conn.fetchval(
+            """
+            SELECT EXISTS (SELECT 1 FROM employer_compliance
+                           WHERE nib = $1 AND region_code = ANY($2::text[]))
+                OR EXISTS (SELECT 1 FROM application_standing
+                           WHERE nib = $1 AND region_code = ANY($2::text[]))
+            """,
+            nib,
+            list(regions),
+        )
+    )
 
 
 async def employer(conn: asyncpg.Connection, nib: str) -> dict[str, Any]:

@@ -1,0 +1,203 @@
+"""/api/v1: the JSON API, for the licensing office's systems (with a token) and for scripts. The
+same questions and scope rules as the pages (workspace.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import date, datetime, time
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from pydantic import BaseModel, ConfigDict
+
+from ptsp_gate.contract.events import ReasonCode
+from ptsp_gate_officer_console import workspace
+from ptsp_gate_officer_console.security import CSRF_HEADER, authenticate, same_token
+
+router = APIRouter(prefix="/api/v1", tags=["v1"])
+
+Region = Annotated[str, Query(pattern=r"^[0-9]{4}$", description="a 4-digit region code")]
+Cursor = Annotated[str, Query(max_length=200, description="the `next` of the page before")]
+Limit = Annotated[int, Query(ge=1, le=workspace.MAX_PAGE)]
+
+
+async def connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    async with request.app.state.console.connection() as conn:
+        yield conn
+
+
+Connection = Annotated[asyncpg.Connection, Depends(connection)]
+
+
+async def caller(request: Request, conn: Connection) -> workspace.Caller:
+    console = request.app.state.console
+    found = await authenticate(request, conn, console.settings, console.cookies)
+    if found is None:
+        raise HTTPException(
+            401,
+            "authentication required: `Authorization: Bearer TOKEN` (an unexpired token of an"
+            " enabled account) or a signed-in session",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if (
+        found.csrf_token is not None
+        and request.method not in ("GET", "HEAD", "OPTIONS")
+        and not same_token(request.headers.get(CSRF_HEADER), found.csrf_token)
+    ):
+        raise HTTPException(403, f"a session's API call must carry its {CSRF_HEADER} header")
+    return workspace.Caller(found.officer, "api", request.client.host if request.client else None)
+
+
+Caller = Annotated[workspace.Caller, Depends(caller)]
+
+
+class Problem(BaseModel):
+    error: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "a parameter that cannot be used"},
+    401: {"model": Problem, "description": "no valid token or session"},
+    403: {"model": Problem, "description": "another region, or a right the role lacks"},
+}
+
+
+class FlaggedEmployer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    nib: str
+    employer_name: str | None
+    region_code: str | None
+    reason_codes: list[str]
+    blocked_applications: int
+    open_applications: int
+    first_flagged_at: datetime | None
+    flagged_since: datetime | None
+    last_flagged_at: datetime
+    enrolment_as_of: datetime | None
+    policy_version: str
+
+
+class FlaggedPage(BaseModel):
+    items: list[FlaggedEmployer]
+    next: str | None
+
+
+@router.get("/flagged", responses=ERRORS)
+async def flagged(
+    conn: Connection,
+    who: Caller,
+    region: Region | None = None,
+    reason: ReasonCode | None = None,
+    limit: Limit = 100,
+    after: Cursor | None = None,
+) -> FlaggedPage:
+    """Employers whose latest decision is BLOCKED, in the caller's regions (or the one asked),
+    by region then by when they were first flagged. `next` continues the list."""
+    rows, following = await workspace.flagged(
+        conn,
+        who,
+        region=region,
+        reason=reason.value if reason else None,
+        after=after,
+        limit=limit,
+    )
+    return FlaggedPage(items=[FlaggedEmployer(**r) for r in rows], next=following)
+
+
+class EmployerReport(BaseModel):
+    nib: str
+    enrolment: dict[str, Any] | None
+    standing: dict[str, Any] | None
+    episodes: list[dict[str, Any]]
+    decisions: list[dict[str, Any]]
+
+
+@router.get(
+    "/employers/{nib}",
+    responses={**ERRORS, 404: {"model": Problem, "description": "none in your regions"}},
+)
+async def employer(
+    conn: Connection,
+    who: Caller,
+    nib: Annotated[str, Path(pattern=r"^[0-9]{13}$", description="a 13-digit NIB")],
+) -> EmployerReport:
+    """One employer: its enrolment state and as-of date, its standing, its flagged episodes and
+    its decisions in the caller's regions. An employer known only in other regions answers 404,
+    as one never seen does. The NPWP is masked unless the role reads it."""
+    async with conn.transaction():
+        report = await workspace.employer(conn, who, nib)
+    return EmployerReport(**report)
+
+
+class CoverageRows(BaseModel):
+    items: list[dict[str, Any]]
+
+
+# Periods are calendar months in Western Indonesia Time, as `ptsp-gate coverage` counts them.
+TIMEZONE = "Asia/Jakarta"
+
+
+def _start(day: date | None) -> datetime | None:
+    return datetime.combine(day, time(), tzinfo=ZoneInfo(TIMEZONE)) if day else None
+
+
+@router.get("/coverage", responses=ERRORS)
+async def coverage(
+    request: Request,
+    conn: Connection,
+    who: Caller,
+    region: Region | None = None,
+    from_: Annotated[date | None, Query(alias="from")] = None,
+    to: Annotated[date | None, Query(description="exclusive")] = None,
+) -> CoverageRows:
+    """Monthly figures (calendar months in Asia/Jakarta time) per region: applications by
+    outcome, employers flagged, how many were cleared and how fast. `from` and `to` are
+    dates; the last twelve months by default."""
+    settings = request.app.state.console.settings
+    rows = await workspace.coverage_figures(
+        conn,
+        who,
+        region=region,
+        since=_start(from_),
+        until=_start(to),
+        timezone=TIMEZONE,
+        window_days=settings.redecide_window_days,
+    )
+    return CoverageRows(items=rows)
+
+
+class AuditEvent(BaseModel):
+    event_id: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str | None
+    regions: list[str]
+    channel: str
+    source_address: str | None
+    detail: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEvent]
+    next: str | None
+
+
+@router.get("/audit", responses=ERRORS)
+async def audit_log(
+    conn: Connection,
+    who: Caller,
+    actor: Annotated[str | None, Query(max_length=100)] = None,
+    action: Annotated[str | None, Query(max_length=40)] = None,
+    subject: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Limit = 100,
+    before: Cursor | None = None,
+) -> AuditPage:
+    """The audit record, newest first, for auditors (their regions) and admins (all)."""
+    items, following = await workspace.audit_log(
+        conn, who, actor=actor, action=action, subject=subject, before=before, limit=limit
+    )
+    return AuditPage(items=[AuditEvent(**i) for i in items], next=following)

@@ -1,0 +1,423 @@
+"""The pages officers use in a browser: server-rendered HTML (no script), Indonesian by default.
+Each handler checks the session and the form's CSRF token, then asks workspace.py."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+import jinja2
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.background import BackgroundTask
+
+from ptsp_gate.accounts import credentials
+from ptsp_gate.contract.events import ReasonCode
+from ptsp_gate.reports.render import FLAGGED_COLUMNS
+from ptsp_gate.stores import accounts, audit
+from ptsp_gate.stores.audit import Action
+from ptsp_gate_officer_console import api, charts, i18n, workspace
+from ptsp_gate_officer_console.api import Connection
+from ptsp_gate_officer_console.resources import TEMPLATES_DIR
+from ptsp_gate_officer_console.security import (
+    CSRF_FIELD,
+    Authenticated,
+    authenticate,
+    same_token,
+)
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(
+    env=jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+)
+LANGUAGE_COOKIE = "ptsp_lang"
+PAGE_SIZE = 50
+
+
+class SignInRequired(Exception):
+    """The page needs a session; the handler in app.py sends the browser to /login."""
+
+
+def language(request: Request) -> str:
+    chosen = request.query_params.get("lang") or request.cookies.get(LANGUAGE_COOKIE)
+    return chosen if chosen in i18n.LANGUAGES else i18n.DEFAULT
+
+
+def source(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def render(
+    request: Request,
+    template: str,
+    status: int = 200,
+    who: Authenticated | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    lang = language(request)
+    response: HTMLResponse = templates.TemplateResponse(
+        request,
+        template,
+        {
+            "t": i18n.translator(lang),
+            "lang": lang,
+            "who": who,
+            "csrf": who.csrf_token if who else None,
+            "csrf_field": CSRF_FIELD,
+            "path": request.url.path,
+            "query": lambda **q: _query(request, **q),
+            **context,
+        },
+        status_code=status,
+    )
+    if request.query_params.get("lang") in i18n.LANGUAGES:
+        response.set_cookie(
+            LANGUAGE_COOKIE,
+            lang,
+            max_age=365 * 86400,
+            httponly=True,
+            samesite="lax",
+            secure=request.app.state.console.settings.console_secure_cookies,
+        )
+    return response
+
+
+def _query(request: Request, **changes: Any) -> str:
+    """The current page's query string with `changes` (None removes a key)."""
+    params = dict(request.query_params)
+    params.pop("lang", None)
+    for key, value in changes.items():
+        if value is None:
+            params.pop(key, None)
+        else:
+            params[key] = str(value)
+    return "?" + urlencode(params)
+
+
+def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    title = {404: "not_found", 403: "forbidden"}.get(status, "error")
+    return render(request, "error.html", status, title=title, message=message)
+
+
+async def signed_in(request: Request, conn: Connection) -> Authenticated:
+    console = request.app.state.console
+    found = await authenticate(request, conn, console.settings, console.cookies)
+    if found is None or found.csrf_token is None:
+        raise SignInRequired
+    return found
+
+
+Session = Annotated[Authenticated, Depends(signed_in)]
+
+
+def caller(who: Authenticated, request: Request) -> workspace.Caller:
+    return workspace.Caller(who.officer, "console", source(request))
+
+
+def check_csrf(who: Authenticated, given: str | None) -> None:
+    if not same_token(given, who.csrf_token):
+        raise workspace.Denied("the form has expired: reload the page and try again")
+
+
+# --- signing in ----------------------------------------------------------------------------------
+
+
+def _local(target: str | None) -> str:
+    """Where to go after signing in: a path of this console only, never another site."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+@router.get("/login")
+async def login_form(request: Request, next: str | None = None) -> HTMLResponse:
+    console = request.app.state.console
+    token = credentials.new_token()
+    response = render(request, "login.html", login_csrf=token, next=_local(next), failed=None)
+    response.set_cookie(
+        console.cookies.login_csrf,
+        token,
+        max_age=3600,
+        httponly=True,
+        samesite="strict",
+        secure=console.settings.console_secure_cookies,
+        path="/",
+    )
+    return response
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    conn: Connection,
+    username: Annotated[str, Form(max_length=100)],
+    password: Annotated[str, Form(max_length=1024)],
+    csrf_token: Annotated[str, Form(max_length=100)],
+    next: Annotated[str, Form(max_length=2000)] = "/",
+) -> Response:
+    console = request.app.state.console
+    address = source(request) or "unknown"
+    metrics = console.metrics.console_failed_logins
+
+    def refused(key: str, status: int) -> HTMLResponse:
+        token = credentials.new_token()
+        response = render(
+            request, "login.html", status, login_csrf=token, next=_local(next), failed=key
+        )
+        response.set_cookie(
+            console.cookies.login_csrf,
+            token,
+            max_age=3600,
+            httponly=True,
+            samesite="strict",
+            secure=console.settings.console_secure_cookies,
+            path="/",
+        )
+        return response
+
+    if not same_token(csrf_token, request.cookies.get(console.cookies.login_csrf)):
+        return refused("sign_in_failed", 403)
+    event = audit.Event(
+        actor=username.strip().lower()[:100] or "-",
+        action=Action.LOGIN_FAILED,
+        channel="console",
+        source_address=address,
+    )
+    if not console.throttle.allowed(address):
+        metrics.labels("throttled").inc()
+        await audit.record(conn, _with(event, detail={"why": "throttled"}))
+        return refused("throttled", 429)
+    outcome = await accounts.sign_in(conn, username.strip().lower(), password)
+    if outcome.officer is None:
+        console.throttle.failed(address)
+        reason = (outcome.refusal or "wrong password").replace(" ", "_")
+        metrics.labels(reason.replace("account_", "")).inc()
+        await audit.record(conn, _with(event, detail={"why": outcome.refusal}))
+        return refused("sign_in_failed", 401)
+    officer = outcome.officer
+    cookie, _csrf = await accounts.start_session(
+        conn, officer, timedelta(hours=console.settings.console_session_hours)
+    )
+    await audit.record(
+        conn,
+        audit.Event(
+            actor=officer.username,
+            officer_id=officer.officer_id,
+            action=Action.LOGIN,
+            channel="console",
+            source_address=address,
+            regions=officer.regions,
+        ),
+    )
+    response = RedirectResponse(_local(next), status_code=303)
+    response.set_cookie(
+        console.cookies.session,
+        cookie,
+        httponly=True,
+        samesite="strict",
+        secure=console.settings.console_secure_cookies,
+        path="/",
+        max_age=int(console.settings.console_session_hours * 3600),
+    )
+    response.delete_cookie(console.cookies.login_csrf, path="/")
+    return response
+
+
+def _with(event: audit.Event, **changes: Any) -> audit.Event:
+    from dataclasses import replace
+
+    return replace(event, **changes)
+
+
+@router.post("/logout")
+async def logout(
+    request: Request,
+    conn: Connection,
+    who: Session,
+    csrf_token: Annotated[str, Form(max_length=100)],
+) -> Response:
+    console = request.app.state.console
+    check_csrf(who, csrf_token)
+    await accounts.end_session(conn, request.cookies.get(console.cookies.session, ""))
+    await audit.record(conn, caller(who, request).event(Action.LOGOUT))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(console.cookies.session, path="/")
+    return response
+
+
+# --- the pages -----------------------------------------------------------------------------------
+
+RegionParam = Annotated[str | None, Query(pattern=r"^[0-9]{4}$")]
+
+
+@router.get("/")
+async def dashboard(
+    request: Request, conn: Connection, who: Session, region: RegionParam = None
+) -> HTMLResponse:
+    officer = who.officer
+    region = region or (officer.regions[0] if len(officer.regions) == 1 else None)
+    settings = request.app.state.console.settings
+    async with conn.transaction():
+        rows = await workspace.coverage_figures(
+            conn,
+            caller(who, request),
+            region=region,
+            since=None,
+            until=None,
+            timezone=api.TIMEZONE,
+            window_days=settings.redecide_window_days,
+        )
+    regions = workspace.regions_asked(officer, region)
+    flagged_now = await workspace.flagged_count(conn, regions)
+    totals = charts.totals(rows)
+    return render(
+        request,
+        "dashboard.html",
+        who=who,
+        region=region,
+        regions=officer.regions,
+        flagged_now=flagged_now,
+        totals=totals,
+        chart=charts.by_month(rows, language(request)),
+        months=charts.monthly(rows),
+    )
+
+
+@router.get("/flagged")
+async def flagged(
+    request: Request,
+    conn: Connection,
+    who: Session,
+    region: RegionParam = None,
+    reason: ReasonCode | None = None,
+    after: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[str | None, Query(max_length=100)] = None,
+) -> HTMLResponse:
+    ask = caller(who, request)
+    found = None
+    if q and q.strip():
+        async with conn.transaction():
+            found = await workspace.search(conn, ask, text=q)
+    rows, following = await workspace.flagged(
+        conn,
+        ask,
+        region=region,
+        reason=reason.value if reason else None,
+        after=after,
+        limit=PAGE_SIZE,
+    )
+    return render(
+        request,
+        "flagged.html",
+        who=who,
+        rows=rows,
+        following=following,
+        region=region,
+        reason=reason.value if reason else None,
+        reasons=[r.value for r in ReasonCode],
+        regions=who.officer.regions,
+        q=q or "",
+        found=found,
+        headings=dict(
+            zip(
+                FLAGGED_COLUMNS,
+                i18n.column_headings(list(FLAGGED_COLUMNS), language(request)),
+                strict=True,
+            )
+        ),
+    )
+
+
+@router.get("/flagged/export")
+async def export(
+    request: Request,
+    conn: Connection,
+    who: Session,
+    format: Annotated[str, Query(pattern="^(csv|xlsx)$")] = "csv",
+    region: RegionParam = None,
+    reason: ReasonCode | None = None,
+) -> FileResponse:
+    lang = language(request)
+    # Read in a snapshot of its own (a repeatable-read transaction), then recorded.
+    path, _rows = await workspace.export(
+        conn,
+        caller(who, request),
+        fmt=format,
+        language=lang,
+        region=region,
+        reason=reason.value if reason else None,
+    )
+    name = (
+        f"ditandai-{region or 'semua'}.{format}"
+        if lang == "id"
+        else (f"flagged-{region or 'all'}.{format}")
+    )
+    media = (
+        "text/csv; charset=utf-8"
+        if format == "csv"
+        else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    )
+    return FileResponse(
+        path,
+        media_type=media,
+        filename=name,
+        background=BackgroundTask(shutil.rmtree, path.parent, ignore_errors=True),
+    )
+
+
+@router.get("/employers/{nib}")
+async def employer(
+    request: Request,
+    conn: Connection,
+    who: Session,
+    nib: str,
+) -> HTMLResponse:
+    if not (nib.isdigit() and len(nib) == 13):
+        raise workspace.NotFound("an NIB has 13 digits")
+    async with conn.transaction():
+        report = await workspace.employer(conn, caller(who, request), nib)
+    return render(request, "employer.html", who=who, report=report)
+
+
+@router.get("/audit")
+async def audit_log(
+    request: Request,
+    conn: Connection,
+    who: Session,
+    actor: Annotated[str | None, Query(max_length=100)] = None,
+    action: Annotated[str | None, Query(max_length=40)] = None,
+    subject: Annotated[str | None, Query(max_length=200)] = None,
+    before: Annotated[str | None, Query(max_length=200)] = None,
+) -> HTMLResponse:
+    items, following = await workspace.audit_log(
+        conn,
+        caller(who, request),
+        actor=actor or None,
+        action=action or None,
+        subject=subject or None,
+        before=before,
+        limit=PAGE_SIZE,
+    )
+    return render(
+        request,
+        "audit.html",
+        who=who,
+        items=items,
+        following=following,
+        actor=actor or "",
+        action=action or "",
+        subject=subject or "",
+        actions=[a.value for a in Action],
+    )
+
+
+def login_redirect(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse("/login?next=" + quote(target, safe=""), status_code=303)
