@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ptsp_gate.reports.labels import headings
-
 LANGUAGES = ("id", "en")
 DEFAULT = "id"
 
@@ -111,11 +109,6 @@ def translator(language: str) -> Callable[[str], str]:
         return pair[index] if pair else key
 
     return t
-
-
-def column_headings(columns: list[str], language: str) -> list[str]:
-    """The reports' column headings, shared with the exports."""
-    return headings(columns, language)
 
 
 def keys() -> set[str]:

@@ -4,6 +4,7 @@ Each handler checks the session and the form's CSRF token, then asks workspace.p
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -16,6 +17,7 @@ from starlette.background import BackgroundTask
 
 from ptsp_gate.accounts import credentials
 from ptsp_gate.contract.events import ReasonCode
+from ptsp_gate.reports.labels import headings
 from ptsp_gate.reports.render import FLAGGED_COLUMNS
 from ptsp_gate.stores import accounts, audit
 from ptsp_gate.stores.audit import Action
@@ -136,11 +138,15 @@ def _local(target: str | None) -> str:
     return "/"
 
 
-@router.get("/login")
-async def login_form(request: Request, next: str | None = None) -> HTMLResponse:
+def login_page(
+    request: Request, next: str | None, failed: str | None = None, status: int = 200
+) -> HTMLResponse:
+    """The sign-in form, with a new token for its CSRF cookie (double submit: no session yet)."""
     console = request.app.state.console
     token = credentials.new_token()
-    response = render(request, "login.html", login_csrf=token, next=_local(next), failed=None)
+    response = render(
+        request, "login.html", status, login_csrf=token, next=_local(next), failed=failed
+    )
     response.set_cookie(
         console.cookies.login_csrf,
         token,
@@ -151,6 +157,11 @@ async def login_form(request: Request, next: str | None = None) -> HTMLResponse:
         path="/",
     )
     return response
+
+
+@router.get("/login")
+async def login_form(request: Request, next: str | None = None) -> HTMLResponse:
+    return login_page(request, next)
 
 
 @router.post("/login")
@@ -167,20 +178,7 @@ async def login(
     metrics = console.metrics.console_failed_logins
 
     def refused(key: str, status: int) -> HTMLResponse:
-        token = credentials.new_token()
-        response = render(
-            request, "login.html", status, login_csrf=token, next=_local(next), failed=key
-        )
-        response.set_cookie(
-            console.cookies.login_csrf,
-            token,
-            max_age=3600,
-            httponly=True,
-            samesite="strict",
-            secure=console.settings.console_secure_cookies,
-            path="/",
-        )
-        return response
+        return login_page(request, next, key, status)
 
     if not same_token(csrf_token, request.cookies.get(console.cookies.login_csrf)):
         return refused("sign_in_failed", 403)
@@ -192,14 +190,14 @@ async def login(
     )
     if not console.throttle.allowed(address):
         metrics.labels("throttled").inc()
-        await audit.record(conn, _with(event, detail={"why": "throttled"}))
+        await audit.record(conn, replace(event, detail={"why": "throttled"}))
         return refused("throttled", 429)
     outcome = await accounts.sign_in(conn, username.strip().lower(), password)
     if outcome.officer is None:
         console.throttle.failed(address)
         reason = (outcome.refusal or "wrong password").replace(" ", "_")
         metrics.labels(reason.replace("account_", "")).inc()
-        await audit.record(conn, _with(event, detail={"why": outcome.refusal}))
+        await audit.record(conn, replace(event, detail={"why": outcome.refusal}))
         return refused("sign_in_failed", 401)
     officer = outcome.officer
     cookie, _csrf = await accounts.start_session(
@@ -228,12 +226,6 @@ async def login(
     )
     response.delete_cookie(console.cookies.login_csrf, path="/")
     return response
-
-
-def _with(event: audit.Event, **changes: Any) -> audit.Event:
-    from dataclasses import replace
-
-    return replace(event, **changes)
 
 
 @router.post("/logout")
@@ -328,7 +320,7 @@ async def flagged(
         headings=dict(
             zip(
                 FLAGGED_COLUMNS,
-                i18n.column_headings(list(FLAGGED_COLUMNS), language(request)),
+                headings(list(FLAGGED_COLUMNS), language(request)),
                 strict=True,
             )
         ),

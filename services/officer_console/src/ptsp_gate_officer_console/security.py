@@ -7,6 +7,7 @@ from __future__ import annotations
 import hmac
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -91,7 +92,9 @@ class Throttle:
     many accounts, which the per-account lockout alone does not. Per process; with several
     workers each counts its own share."""
 
-    def __init__(self, limit: int = 20, window_s: float = 300.0, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
+    def __init__(
+        self, limit: int = 20, window_s: float = 300.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limit = limit
         self.window_s = window_s
         self.clock = clock

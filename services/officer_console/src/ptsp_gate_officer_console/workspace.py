@@ -63,6 +63,17 @@ def regions_asked(officer: Officer, region: str | None) -> list[str] | None:
     return officer.scope
 
 
+async def _scope_of(
+    conn: asyncpg.Connection, caller: Caller, region: str | None, what: str
+) -> list[str] | None:
+    """regions_asked(), a refusal recorded in the audit record before it is raised."""
+    try:
+        return regions_asked(caller.officer, region)
+    except Denied:
+        await _denied(conn, caller, f"{what}:{region}", [region] if region else [])
+        raise
+
+
 async def _denied(conn: asyncpg.Connection, caller: Caller, what: str, regions: list[str]) -> None:
     await audit.record(conn, caller.event(Action.ACCESS_DENIED, subject=what, regions=regions))
 
@@ -78,11 +89,7 @@ async def flagged(
 ) -> tuple[list[dict[str, Any]], str | None]:
     if not 1 <= limit <= MAX_PAGE:
         raise BadRequest(f"limit must be between 1 and {MAX_PAGE}")
-    try:
-        regions = regions_asked(caller.officer, region)
-    except Denied:
-        await _denied(conn, caller, f"flagged:{region}", [region] if region else [])
-        raise
+    regions = await _scope_of(conn, caller, region, "flagged")
     try:
         cursor = officer_queries.FlaggedCursor.decode(after) if after else None
     except officer_queries.BadCursor as exc:
@@ -193,11 +200,7 @@ async def export(
     it. The same writer as `ptsp-gate flagged --output`."""
     from ptsp_gate.reports.flagged_export import export_flagged
 
-    try:
-        regions = regions_asked(caller.officer, region)
-    except Denied:
-        await _denied(conn, caller, f"export:{region}", [region] if region else [])
-        raise
+    regions = await _scope_of(conn, caller, region, "export")
     directory = Path(tempfile.mkdtemp(prefix="ptsp-gate-export-"))
     target = directory / f"flagged.{fmt}"
     try:
@@ -237,11 +240,7 @@ async def coverage_figures(
     window_days: int,
 ) -> list[dict[str, Any]]:
     """Monthly coverage figures for the region asked (or each of the officer's)."""
-    try:
-        regions = regions_asked(caller.officer, region)
-    except Denied:
-        await _denied(conn, caller, f"coverage:{region}", [region] if region else [])
-        raise
+    regions = await _scope_of(conn, caller, region, "coverage")
     now = datetime.now(UTC)
     since = since or _months_back(now, 12)
     until = until or now + timedelta(seconds=1)
