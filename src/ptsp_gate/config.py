@@ -147,6 +147,10 @@ class Settings(BaseSettings):
     # a server's worker. Schema migrations and bulk imports are not limited.
     statement_timeout_s: float = Field(default=60.0, gt=0, le=86_400)
     sweep_interval_s: float = Field(default=300.0, ge=1, le=86_400)
+    # How often the permit checker looks for officer overrides granted or ended since it last
+    # looked (one indexed query), and the longest an override may be granted for.
+    override_poll_s: float = Field(default=5.0, ge=0.5, le=3_600)
+    override_max_days: int = Field(default=90, ge=1, le=366)
 
     # The officer console: a signed-in session ends after this many hours however it is used, or
     # after this many minutes without a request; its cookie carries `Secure` (sent over HTTPS

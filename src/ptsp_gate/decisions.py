@@ -3,6 +3,7 @@ invalid events and re-decisions alike."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -12,7 +13,8 @@ from ptsp_gate.contract.events import (
     EnrolmentState,
     PermitApplication,
 )
-from ptsp_gate.policy import PolicyBook, Verdict, decide, decision_id
+from ptsp_gate.policy import PolicyBook, Verdict, decide, decision_id, overrides
+from ptsp_gate.policy.overrides import Grant
 
 
 def build(
@@ -53,9 +55,11 @@ def for_application(
     complete_regions: set[str],
     now: datetime,
     supersedes: UUID | None = None,
+    grants: Sequence[Grant] = (),
 ) -> ComplianceDecision:
-    """The decision on a valid application, under the policy of its region: a first decision,
-    or (with `supersedes`) a re-decision."""
+    """The decision on a valid application, under the policy of its region and the officer
+    override in force for it among `grants`: a first decision, or (with `supersedes`) a
+    re-decision."""
     verdict = decide(
         application,
         enrolment,
@@ -63,6 +67,9 @@ def for_application(
         now,
         snapshot_complete=application.region_code in complete_regions,
     )
+    grant = overrides.applicable(grants, application, now) if grants else None
+    if grant is not None:
+        verdict = overrides.overridden(verdict, grant)
     return build(
         event_id,
         verdict,

@@ -5,6 +5,11 @@ the re-decision window. When its employer's enrolment state changes (stream or i
 periodic sweep of PENDING applications, it is decided again under the policy in force; a new
 decision superseding the old one is stored and announced only when the outcome or the reasons
 differ. Everything is set-wise: one query finds the candidates among any number of employers.
+
+Officer overrides are honoured on every path: an application is decided under the override in
+force for it. When one is granted, its open applications are decided again under it; when it
+expires or is revoked, the applications it cleared are decided again without it, however long
+ago they were submitted.
 """
 
 from __future__ import annotations
@@ -12,15 +17,20 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from ptsp_gate import decisions
 from ptsp_gate.contract.events import ComplianceDecision
 from ptsp_gate.observability import decision_log
 from ptsp_gate.observability.metrics import Metrics
-from ptsp_gate.policy import PolicyBook
+from ptsp_gate.policy import PolicyBook, overrides
+from ptsp_gate.policy.overrides import Scope
 from ptsp_gate.stores.decisions import OpenDecision
 from ptsp_gate.stores.unit_of_work import Store
+
+OPEN = ("PENDING", "BLOCKED")
+# An override may outlast the re-decision window; what it cleared is decided again all the same.
+_EVER = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +59,39 @@ class Redecider:
         if not nibs:
             return []
         since = now - timedelta(days=self.window_days)
-        found = await store.latest_of_employers(nibs, since, ("PENDING", "BLOCKED"))
+        found = await store.latest_of_employers(nibs, since, OPEN)
         return await self._redecide(store, found, now)
+
+    async def overrides(self, store: Store, now: datetime) -> list[Change]:
+        """In the store's transaction: decide again the open applications of the overrides
+        granted since the last call, and the applications cleared by overrides that have ended
+        since; then mark them settled."""
+        work = await store.overrides_to_settle(now)
+        if not work:
+            return []
+        since = now - timedelta(days=self.window_days)
+        found: list[OpenDecision] = []
+        for grants, submitted_since, outcomes in (
+            (work.granted, since, OPEN),
+            (work.ended, _EVER, ("CLEARED",)),
+        ):
+            ids = [g.application_id for g in grants if g.application_id is not None]
+            nibs = [g.nib for g in grants if g.scope is Scope.EMPLOYER]
+            if ids:
+                found += await store.latest_of_applications(ids, submitted_since, outcomes)
+            if nibs:
+                found += await store.latest_of_employers(nibs, submitted_since, outcomes)
+        ended = {str(g.override_id) for g in work.ended}
+        unique = {
+            f.application.application_id: f
+            for f in found
+            if f.outcome != "CLEARED" or f.override_id in ended
+        }
+        changes = await self._redecide(store, list(unique.values()), now)
+        await store.overrides_settled(
+            [g.override_id for g in work.granted], [g.override_id for g in work.ended], now
+        )
+        return changes
 
     async def pending(self, store: Store, now: datetime) -> list[Change]:
         """In the store's transaction: re-decide every open PENDING application, so that
@@ -66,6 +107,11 @@ class Redecider:
             return []
         states = await store.enrolments(f.application.employer.nib for f in found)
         complete = await store.complete_regions(f.application.region_code for f in found)
+        grants = await store.grants(
+            (f.application.application_id for f in found),
+            (f.application.employer.nib for f in found),
+            now,
+        )
         changes: list[Change] = []
         for old in found:
             application = old.application
@@ -78,9 +124,14 @@ class Redecider:
                 complete_regions=complete,
                 now=now,
                 supersedes=old.decision_id,
+                grants=grants,
             )
             codes = tuple(r.code.value for r in decision.reasons)
-            if decision.outcome.value == old.outcome and codes == old.reason_codes:
+            if (
+                decision.outcome.value == old.outcome
+                and codes == old.reason_codes
+                and overrides.cited(decision) == old.override_id
+            ):
                 continue
             changes.append(
                 Change(

@@ -245,6 +245,11 @@ async def test_the_openapi_document_describes_the_api_and_nothing_else(world) ->
         "/api/v1/employers/{nib}",
         "/api/v1/coverage",
         "/api/v1/audit",
+        "/api/v1/overrides",
+        "/api/v1/overrides/{override_id}",
+        "/api/v1/overrides/{override_id}/approve",
+        "/api/v1/overrides/{override_id}/refuse",
+        "/api/v1/overrides/{override_id}/revoke",
     }
 
 

@@ -8,7 +8,7 @@ import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -18,14 +18,16 @@ from ptsp_gate import decisions, demo, policy
 from ptsp_gate.adapters.postgres import create_pool
 from ptsp_gate.contract import dead_letter
 from ptsp_gate.contract.cloudevents import unpack_headers
+from ptsp_gate.policy.overrides import Grant, Scope
 from ptsp_gate.runtime.context import HandlerContext
 from ptsp_gate.runtime.in_memory import InMemory, Record
 from ptsp_gate.stores import compliance
 from ptsp_gate.stores.decisions import LARGE_BATCH, store_decisions
+from ptsp_gate.stores.memory import MemoryOverride
 from ptsp_gate.stores.unit_of_work import DecisionToStore, postgres_transactions
 from ptsp_gate_enrolment_sync.sync import EnrolmentSync
 from ptsp_gate_permit_checker.checker import PermitChecker
-from ptsp_gate_permit_checker.sweep import sweep_once
+from ptsp_gate_permit_checker.sweep import settle_overrides_once, sweep_once
 
 pytestmark = pytest.mark.integration
 
@@ -191,3 +193,140 @@ async def test_a_large_batch_is_planned_for_its_size(pool: asyncpg.Pool) -> None
             assert len(stored) == size
             assert await conn.fetchval("SHOW plan_cache_mode") == mode
             await conn.execute("DELETE FROM outbox; DELETE FROM compliance_decision")
+
+
+async def test_both_stores_apply_and_end_overrides_alike(pool: asyncpg.Pool) -> None:
+    # An employer override and an application override, granted, applied, and ended (the first
+    # by expiry, the second by revocation); a new application under the first meanwhile.
+    enrolments, applications = WORLD.enrolments(), WORLD.applications()
+    owing = [
+        enrolments.record(*demo.enrolment_record(demo.enrolment(n, arrears=5, now=NOW)))
+        for n in (41, 42)
+    ]
+    apps = [
+        applications.record(*demo.application_record(demo.application(n, now=NOW)))
+        for n in (41, 42)
+    ]
+    later = applications.record(
+        *demo.application_record(
+            {**demo.application(41, now=NOW), "application_id": "APP-7314-LATER"}
+        )
+    )
+    granted_at = NOW - timedelta(hours=1)
+    grants = [
+        Grant(
+            override_id=uuid.UUID(int=41),
+            scope=Scope.EMPLOYER,
+            application_id=None,
+            nib=demo.nib(41),
+            region_code="7314",
+            legal_basis="Perbup 12/2026",
+            document_ref="SK-41",
+            asked_by="ana",
+            granted_by="budi",
+            granted_at=granted_at,
+            expires_at=NOW + timedelta(days=1),
+        ),
+        Grant(
+            override_id=uuid.UUID(int=42),
+            scope=Scope.APPLICATION,
+            application_id=demo.application(42, now=NOW)["application_id"],
+            nib=demo.nib(42),
+            region_code="7314",
+            legal_basis="Perbup 12/2026",
+            document_ref="SK-42",
+            asked_by="ana",
+            granted_by="budi",
+            granted_at=granted_at,
+            expires_at=NOW + timedelta(days=30),
+        ),
+    ]
+    clock = {"now": NOW}
+
+    async def script(ctx: HandlerContext, grant: Any, revoke: Any) -> None:
+        ctx = dataclasses.replace(ctx, clock=lambda: clock["now"])
+        clock["now"] = NOW
+        await EnrolmentSync(ctx).handle_batch(owing)
+        await PermitChecker(ctx).handle_batch(apps)
+        await grant()
+        assert await settle_overrides_once(ctx)
+        await PermitChecker(ctx).handle_batch([later])
+        await revoke()
+        clock["now"] = NOW + timedelta(days=2)  # past the first one's expiry
+        assert await settle_overrides_once(ctx)
+        assert await settle_overrides_once(ctx) == []
+
+    memory = InMemory(now=NOW)
+
+    async def grant_in_memory() -> None:
+        memory.state.overrides.extend(MemoryOverride(g) for g in grants)
+
+    async def revoke_in_memory() -> None:
+        memory.state.overrides[1].revoked = True
+
+    await script(memory.context(), grant_in_memory, revoke_in_memory)
+
+    async def grant_in_postgres() -> None:
+        ana = await pool.fetchval(
+            "INSERT INTO officer (username, role) VALUES ('ana', 'officer') RETURNING officer_id"
+        )
+        budi = await pool.fetchval(
+            "INSERT INTO officer (username, role) VALUES ('budi', 'supervisor')"
+            " RETURNING officer_id"
+        )
+        for g in grants:
+            await pool.execute(
+                """
+                INSERT INTO officer_override (override_id, scope, application_id, nib,
+                    region_code, legal_basis, document_ref, reason, expires_at, asked_by,
+                    asked_at, state, decided_by, decided_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, 'r', $8, $9, $10, 'GRANTED', $11, $10)
+                """,
+                g.override_id,
+                g.scope.value,
+                g.application_id,
+                g.nib,
+                g.region_code,
+                g.legal_basis,
+                g.document_ref,
+                g.expires_at,
+                ana,
+                g.granted_at,
+                budi,
+            )
+
+    async def revoke_in_postgres() -> None:
+        await pool.execute(
+            "UPDATE officer_override SET state = 'REVOKED', revoked_at = now(),"
+            " revoked_by = decided_by WHERE override_id = $1",
+            grants[1].override_id,
+        )
+
+    await script(on_postgres(pool), grant_in_postgres, revoke_in_postgres)
+
+    rows = await pool.fetch("SELECT topic, key, headers, value, kind FROM outbox ORDER BY id")
+    on_pg = [
+        (r["kind"], r["topic"], r["key"], unpack_headers(r["headers"]), r["value"]) for r in rows
+    ]
+    in_memory = [(r.kind, r.topic, r.key, list(r.headers), r.value) for r in memory.state.outbox]
+    assert in_memory == on_pg
+    outcomes = [
+        (d["application_id"], d["outcome"], [r["code"] for r in d["reasons"]])
+        for d in (json.loads(value or b"") for kind, _, _, _, value in on_pg if kind == "decision")
+    ]
+    first, second = (demo.application(n, now=NOW)["application_id"] for n in (41, 42))
+    # Per step: first decisions; the grants applied; the new application under one; the ends.
+    steps = [2, 2, 1, 3]
+    assert [sorted(outcomes[sum(steps[:i]) : sum(steps[: i + 1])]) for i in range(4)] == [
+        [(first, "BLOCKED", ["ARREARS"]), (second, "BLOCKED", ["ARREARS"])],
+        [(first, "CLEARED", ["OFFICER_OVERRIDE"]), (second, "CLEARED", ["OFFICER_OVERRIDE"])],
+        [("APP-7314-LATER", "CLEARED", ["OFFICER_OVERRIDE"])],
+        [
+            (first, "BLOCKED", ["ARREARS"]),
+            (second, "BLOCKED", ["ARREARS"]),
+            ("APP-7314-LATER", "BLOCKED", ["ARREARS"]),
+        ],
+    ]
+    assert len(outcomes) == sum(steps)
+    states = dict(await pool.fetch("SELECT override_id, state FROM officer_override"))
+    assert states == {grants[0].override_id: "EXPIRED", grants[1].override_id: "REVOKED"}

@@ -106,6 +106,9 @@ class ReasonCode(StrEnum):
     ENROLMENT_STALE = "ENROLMENT_STALE"
     NO_EMPLOYEES_DECLARED = "NO_EMPLOYEES_DECLARED"
     INVALID_EVENT = "INVALID_EVENT"
+    # Added to v1 after the first release (additive): listed last so that earlier codes keep
+    # their order, and the order of reasons in earlier decisions.
+    OFFICER_OVERRIDE = "OFFICER_OVERRIDE"
 
 
 class _Inbound(BaseModel):

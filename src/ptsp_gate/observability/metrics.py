@@ -172,6 +172,13 @@ class Metrics:
         ("result",),
         "Runs of the periodic re-decision sweep of PENDING applications, by result.",
     )
+    override_settles = _Declared(
+        Counter,
+        "ptsp_gate_override_settle_runs",
+        ("result",),
+        "Runs of the permit checker's settling of officer overrides (deciding again the "
+        "applications of overrides granted or ended), by result.",
+    )
     import_rows = _Declared(
         Gauge,
         "ptsp_gate_enrolment_import_rows",

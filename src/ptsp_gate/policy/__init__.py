@@ -2,7 +2,7 @@
 
 `model` is the `Policy` a region may tune and `files` loads it from policy files; `codes` says
 which reason codes may block, `checks` finds the reasons and `decide` turns them into a verdict
-and its decision id.
+and its decision id; `overrides` applies an officer override to a verdict.
 """
 
 from ptsp_gate.policy.decide import Verdict, decide, decision_id, rejected

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -51,13 +52,13 @@ def decide(
         raise ValueError("enrolment record is for a different NIB than the application")
     else:
         findings = checks.with_record(application, enrolment, policy, now)
-    reasons = tuple(
+    reasons = ordered(
         Reason(
             code=f.code,
             message=f.message,
             details={"effect": effect_of(f.code, policy.blocking_codes), **f.details},
         )
-        for f in sorted(findings, key=lambda f: _ORDER[f.code])
+        for f in findings
     )
     return Verdict(
         outcome=_outcome(reasons),
@@ -65,6 +66,10 @@ def decide(
         enrolment_as_of=enrolment.as_of if enrolment is not None else None,
         policy_version=policy.version,
     )
+
+
+def ordered(reasons: Iterable[Reason]) -> tuple[Reason, ...]:
+    return tuple(sorted(reasons, key=lambda r: _ORDER[r.code]))
 
 
 def _outcome(reasons: tuple[Reason, ...]) -> Outcome:

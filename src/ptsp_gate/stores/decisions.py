@@ -135,6 +135,8 @@ class OpenDecision:
     reason_codes: tuple[str, ...]
     event_id: str
     application: PermitApplication
+    # The officer override the decision cites, if any: a re-decision under another one is news.
+    override_id: str | None = None
 
 
 Outcomes = tuple[str, ...]  # the outcomes that leave an application open
@@ -143,7 +145,10 @@ Outcomes = tuple[str, ...]  # the outcomes that leave an application open
 _LATEST = """
     SELECT DISTINCT ON (d.application_id)
            d.decision_id, d.application_id, d.nib, d.outcome, d.reason_codes, d.event_id,
-           a.payload
+           a.payload,
+           CASE WHEN 'OFFICER_OVERRIDE' = ANY(d.reason_codes) THEN jsonb_path_query_first(
+               d.reasons, '$[*] ? (@.code == "OFFICER_OVERRIDE").details.override_id') #>> '{{}}'
+           END AS override_id
     FROM compliance_decision d
     JOIN permit_application a ON a.event_id = d.event_id
     WHERE d.outcome <> 'REJECTED' AND a.submitted_at >= $1 AND {which}
@@ -151,6 +156,7 @@ _LATEST = """
 """
 # A semi-join against the unnested array: hashed, so a million changed employers is one pass.
 _OF_EMPLOYERS = _LATEST.format(which="d.nib IN (SELECT unnest($2::text[]))")
+_OF_APPLICATIONS = _LATEST.format(which="d.application_id IN (SELECT unnest($2::text[]))")
 _WITH_PENDING = _LATEST.format(
     which="d.application_id IN (SELECT p.application_id FROM compliance_decision p"
     " WHERE p.outcome = 'PENDING' AND p.decided_at >= $1)"
@@ -163,6 +169,14 @@ async def latest_of_employers(
     """The latest decision of each application of these employers submitted since then, when
     its outcome is one of `outcomes`."""
     return _open(await conn.fetch(_OF_EMPLOYERS, submitted_since, list(nibs)), outcomes)
+
+
+async def latest_of_applications(
+    conn: asyncpg.Connection, ids: Sequence[str], submitted_since: datetime, outcomes: Outcomes
+) -> list[OpenDecision]:
+    """The latest decision of each of these applications, when submitted since then and when
+    its outcome is one of `outcomes`."""
+    return _open(await conn.fetch(_OF_APPLICATIONS, submitted_since, list(ids)), outcomes)
 
 
 async def latest_of_pending(
@@ -184,6 +198,7 @@ def _open(rows: Sequence[asyncpg.Record], outcomes: Outcomes) -> list[OpenDecisi
             reason_codes=tuple(r["reason_codes"]),
             event_id=r["event_id"],
             application=PermitApplication.model_validate(r["payload"], strict=False),
+            override_id=r["override_id"],
         )
         for r in rows
         if r["outcome"] in outcomes

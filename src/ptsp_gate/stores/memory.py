@@ -13,10 +13,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
-from ptsp_gate.contract.events import ComplianceDecision, EnrolmentState, PermitApplication
+from ptsp_gate.contract.events import (
+    ComplianceDecision,
+    EnrolmentState,
+    PermitApplication,
+)
+from ptsp_gate.policy import overrides
+from ptsp_gate.policy.overrides import Grant, Scope
 from ptsp_gate.runtime.intake import Invalid, Valid
 from ptsp_gate.stores.decisions import OpenDecision, Outcomes, announcement
 from ptsp_gate.stores.outbox import OutboxRow
+from ptsp_gate.stores.overrides import Settling
 from ptsp_gate.stores.unit_of_work import DecisionToStore, Rows, Store, Transactions
 
 
@@ -30,6 +37,19 @@ class StoredDecision:
 
 
 @dataclass
+class MemoryOverride:
+    """A granted override and how far the permit checker has settled it."""
+
+    grant: Grant
+    revoked: bool = False
+    applied: bool = False
+    ended: bool = False
+
+    def in_force(self, now: datetime) -> bool:
+        return not (self.revoked or self.ended) and self.grant.expires_at > now
+
+
+@dataclass
 class MemoryState:
     """Everything stored, in the order it was written."""
 
@@ -39,6 +59,7 @@ class MemoryState:
     applications: dict[str, PermitApplication] = field(default_factory=dict)  # by event id
     decisions: list[StoredDecision] = field(default_factory=list)
     outbox: list[OutboxRow] = field(default_factory=list)
+    overrides: list[MemoryOverride] = field(default_factory=list)
 
 
 class MemoryStore:
@@ -128,6 +149,44 @@ class MemoryStore:
         )
         return [f for f in found if f.outcome in outcomes]
 
+    async def latest_of_applications(
+        self, ids: Sequence[str], submitted_since: datetime, outcomes: Outcomes
+    ) -> list[OpenDecision]:
+        wanted = set(ids)
+        found = self._latest(submitted_since, lambda d: d.decision.application_id in wanted)
+        return [f for f in found if f.outcome in outcomes]
+
+    async def grants(
+        self, application_ids: Iterable[str], nibs: Iterable[str], now: datetime
+    ) -> list[Grant]:
+        ids, employers = set(application_ids), set(nibs)
+        return [
+            o.grant
+            for o in self.state.overrides
+            if o.in_force(now)
+            and (
+                o.grant.application_id in ids
+                or (o.grant.scope is Scope.EMPLOYER and o.grant.nib in employers)
+            )
+        ]
+
+    async def overrides_to_settle(self, now: datetime) -> Settling:
+        return Settling(
+            granted=[o.grant for o in self.state.overrides if o.in_force(now) and not o.applied],
+            ended=[
+                o.grant
+                for o in self.state.overrides
+                if not o.ended and (o.revoked or o.grant.expires_at <= now)
+            ],
+        )
+
+    async def overrides_settled(
+        self, applied: Sequence[UUID], ended: Sequence[UUID], now: datetime
+    ) -> None:
+        for o in self.state.overrides:
+            o.applied = o.applied or o.grant.override_id in applied
+            o.ended = o.ended or o.grant.override_id in ended
+
     async def latest_of_pending(self, since: datetime, outcomes: Outcomes) -> list[OpenDecision]:
         pending = {
             d.decision.application_id
@@ -158,6 +217,7 @@ class MemoryStore:
                 reason_codes=tuple(r.code.value for r in s.decision.reasons),
                 event_id=s.event_id,
                 application=self.state.applications[s.event_id],
+                override_id=overrides.cited(s.decision),
             )
             # In application order, as DISTINCT ON (application_id) returns them.
             for _, s in sorted(latest.items())

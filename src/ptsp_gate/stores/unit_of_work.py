@@ -14,8 +14,9 @@ from uuid import UUID
 import asyncpg
 
 from ptsp_gate.contract.events import ComplianceDecision, EnrolmentState, PermitApplication
+from ptsp_gate.policy.overrides import Grant
 from ptsp_gate.runtime.intake import Invalid, Valid
-from ptsp_gate.stores import applications, decisions, enrolments, idempotency, outbox
+from ptsp_gate.stores import applications, decisions, enrolments, idempotency, outbox, overrides
 from ptsp_gate.stores.decisions import OpenDecision, Outcomes
 from ptsp_gate.stores.outbox import OutboxRow
 
@@ -72,9 +73,28 @@ class Store(Protocol):
         self, nibs: Sequence[str], submitted_since: datetime, outcomes: Outcomes
     ) -> list[OpenDecision]: ...
 
+    async def latest_of_applications(
+        self, ids: Sequence[str], submitted_since: datetime, outcomes: Outcomes
+    ) -> list[OpenDecision]: ...
+
     async def latest_of_pending(
         self, since: datetime, outcomes: Outcomes
     ) -> list[OpenDecision]: ...
+
+    async def grants(
+        self, application_ids: Iterable[str], nibs: Iterable[str], now: datetime
+    ) -> list[Grant]:
+        """The officer overrides in force for these applications or employers."""
+        ...
+
+    async def overrides_to_settle(self, now: datetime) -> overrides.Settling:
+        """Overrides granted or ended whose applications are still to be decided again (locked
+        to the transaction's end)."""
+        ...
+
+    async def overrides_settled(
+        self, applied: Sequence[UUID], ended: Sequence[UUID], now: datetime
+    ) -> None: ...
 
     async def take_sweep_turn(self) -> bool:
         """Whether this transaction may sweep pending applications (one sweeper at a time)."""
@@ -128,8 +148,26 @@ class PostgresStore:
     ) -> list[OpenDecision]:
         return await decisions.latest_of_employers(self.conn, nibs, submitted_since, outcomes)
 
+    async def latest_of_applications(
+        self, ids: Sequence[str], submitted_since: datetime, outcomes: Outcomes
+    ) -> list[OpenDecision]:
+        return await decisions.latest_of_applications(self.conn, ids, submitted_since, outcomes)
+
     async def latest_of_pending(self, since: datetime, outcomes: Outcomes) -> list[OpenDecision]:
         return await decisions.latest_of_pending(self.conn, since, outcomes)
+
+    async def grants(
+        self, application_ids: Iterable[str], nibs: Iterable[str], now: datetime
+    ) -> list[Grant]:
+        return await overrides.in_force(self.conn, application_ids, nibs, now)
+
+    async def overrides_to_settle(self, now: datetime) -> overrides.Settling:
+        return await overrides.to_settle(self.conn, now)
+
+    async def overrides_settled(
+        self, applied: Sequence[UUID], ended: Sequence[UUID], now: datetime
+    ) -> None:
+        await overrides.settled(self.conn, applied, ended, now)
 
     async def take_sweep_turn(self) -> bool:
         return bool(await self.conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _SWEEP_LOCK))

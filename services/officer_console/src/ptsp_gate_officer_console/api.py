@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import date, datetime, time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from ptsp_gate.contract.events import ReasonCode
+from ptsp_gate.policy.overrides import Scope
 from ptsp_gate_officer_console import workspace
 from ptsp_gate_officer_console.security import CSRF_HEADER, authenticate, same_token
 
@@ -201,3 +203,171 @@ async def audit_log(
         conn, who, actor=actor, action=action, subject=subject, before=before, limit=limit
     )
     return AuditPage(items=[AuditEvent(**i) for i in items], next=following)
+
+
+# Free text an officer writes: trimmed, on one line or several (a form sends CR LF), without
+# other control characters.
+Text = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+$")
+]
+
+
+class OverrideRequest(BaseModel):
+    """An officer asks for an override of one application (`application_id`) or of every
+    application of an employer in one region (`nib`, and `region_code` when the employer has
+    applied in several of the caller's regions)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scope: Scope
+    application_id: (
+        Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")] | None
+    ) = None
+    nib: Annotated[str, Field(pattern=r"^[0-9]{13}$")] | None = None
+    region_code: Annotated[str, Field(pattern=r"^[0-9]{4}$")] | None = None
+    legal_basis: Annotated[Text, Field(min_length=1, max_length=500)]
+    document_ref: Annotated[Text, Field(min_length=1, max_length=200)]
+    reason: Annotated[Text, Field(min_length=1, max_length=2000)]
+    expires_at: AwareDatetime
+
+    def asked(self) -> workspace.OverrideAsked:
+        return workspace.OverrideAsked(
+            scope=self.scope,
+            application_id=self.application_id,
+            nib=self.nib,
+            region_code=self.region_code,
+            legal_basis=self.legal_basis,
+            document_ref=self.document_ref,
+            reason=self.reason,
+            expires_at=self.expires_at,
+        )
+
+
+class OverrideAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: Annotated[Text, Field(min_length=1, max_length=2000)] | None = None
+
+
+class OverrideDecision(BaseModel):
+    decision_id: UUID
+    application_id: str
+    outcome: str
+    reason_codes: list[str]
+    decided_at: datetime
+    supersedes: UUID | None
+
+
+class Override(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    override_id: UUID
+    scope: Scope
+    application_id: str | None
+    nib: str
+    employer_name: str | None
+    region_code: str
+    legal_basis: str
+    document_ref: str
+    reason: str
+    expires_at: datetime
+    asked_by: str
+    asked_at: datetime
+    state: Literal["ASKED", "GRANTED", "REFUSED", "REVOKED", "EXPIRED"]
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_note: str | None
+    revoked_by: str | None
+    revoked_at: datetime | None
+    applied_at: datetime | None = Field(
+        description="when the gate decided the applications again under it"
+    )
+    ended_at: datetime | None = Field(
+        description="when the gate decided them again after it expired or was revoked"
+    )
+    decisions: list[OverrideDecision] = Field(
+        default_factory=list, description="the decisions issued under it (on one override only)"
+    )
+
+
+class OverridePage(BaseModel):
+    items: list[Override]
+    next: str | None
+
+
+OVERRIDE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    404: {"model": Problem, "description": "none in your regions"},
+    409: {"model": Problem, "description": "not possible in its present state"},
+}
+
+
+def override_rules(request: Request) -> workspace.OverrideRules:
+    settings = request.app.state.console.settings
+    return workspace.OverrideRules(settings.redecide_window_days, settings.override_max_days)
+
+
+@router.post("/overrides", status_code=201, responses=OVERRIDE_ERRORS)
+async def ask_override(
+    request: Request, conn: Connection, who: Caller, body: OverrideRequest
+) -> Override:
+    """Ask for an override. A supervisor of the region other than the caller grants it; the
+    gate then issues a superseding CLEARED decision with the advisory reason OFFICER_OVERRIDE
+    for each open application it covers, and decides them again when it ends."""
+    return Override(
+        **await workspace.ask_override(conn, who, body.asked(), override_rules(request))
+    )
+
+
+OverrideId = Annotated[UUID, Path(description="the override's id")]
+
+
+@router.post("/overrides/{override_id}/approve", responses=OVERRIDE_ERRORS)
+async def approve_override(
+    conn: Connection, who: Caller, override_id: OverrideId, body: OverrideAnswer | None = None
+) -> Override:
+    """Grant an override asked by someone else (supervisors and admins of its region)."""
+    note = body.note if body else None
+    return Override(
+        **await workspace.answer_override(conn, who, override_id, grant=True, note=note)
+    )
+
+
+@router.post("/overrides/{override_id}/refuse", responses=OVERRIDE_ERRORS)
+async def refuse_override(
+    conn: Connection, who: Caller, override_id: OverrideId, body: OverrideAnswer | None = None
+) -> Override:
+    """Refuse an override asked by someone else (supervisors and admins of its region)."""
+    note = body.note if body else None
+    return Override(
+        **await workspace.answer_override(conn, who, override_id, grant=False, note=note)
+    )
+
+
+@router.post("/overrides/{override_id}/revoke", responses=OVERRIDE_ERRORS)
+async def revoke_override(conn: Connection, who: Caller, override_id: OverrideId) -> Override:
+    """End a granted override now; the applications it cleared are decided again."""
+    return Override(**await workspace.revoke_override(conn, who, override_id))
+
+
+@router.get("/overrides", responses=ERRORS)
+async def override_list(
+    conn: Connection,
+    who: Caller,
+    region: Region | None = None,
+    state: Literal["ASKED", "GRANTED", "REFUSED", "REVOKED", "EXPIRED"] | None = None,
+    nib: Annotated[str | None, Query(pattern=r"^[0-9]{13}$")] = None,
+    limit: Limit = 100,
+    before: Cursor | None = None,
+) -> OverridePage:
+    """Overrides in the caller's regions (or the one asked), newest first."""
+    items, following = await workspace.override_list(
+        conn, who, region=region, state=state, nib=nib, before=before, limit=limit
+    )
+    return OverridePage(items=[Override(**i) for i in items], next=following)
+
+
+@router.get("/overrides/{override_id}", responses=OVERRIDE_ERRORS)
+async def override(conn: Connection, who: Caller, override_id: OverrideId) -> Override:
+    """One override, with the decisions the gate issued under it."""
+    return Override(**await workspace.override(conn, who, override_id))

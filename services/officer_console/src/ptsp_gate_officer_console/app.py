@@ -174,6 +174,7 @@ def build_app(console: ConsoleService) -> FastAPI:
     app.add_exception_handler(workspace.BadRequest, refusal(400))
     app.add_exception_handler(workspace.Denied, refusal(403))
     app.add_exception_handler(workspace.NotFound, refusal(404))
+    app.add_exception_handler(workspace.Conflict, refusal(409))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -98,6 +98,62 @@ _TEXT: dict[str, tuple[str, str]] = {
     "not_found": ("Tidak ditemukan", "Not found"),
     "forbidden": ("Tidak diizinkan", "Not allowed"),
     "masked": ("disamarkan", "masked"),
+    "overrides": ("Pengecualian", "Overrides"),
+    "override": ("Pengecualian", "Override"),
+    "ask_override": ("Ajukan pengecualian", "Ask for an override"),
+    "override_hint": (
+        "Pengecualian membuat permohonan yang diblokir atau tertunda menjadi lolos sampai"
+        " tanggal berakhirnya, setelah disetujui oleh supervisor lain. Gateway menerbitkan"
+        " keputusan baru dengan alasan OFFICER_OVERRIDE dan memutus ulang saat berakhir.",
+        "An override clears blocked or pending applications until it ends, once another"
+        " person, a supervisor, approves it. The gate issues a new decision with the reason"
+        " OFFICER_OVERRIDE, and decides again when the override ends.",
+    ),
+    "scope": ("Cakupan", "Scope"),
+    "APPLICATION": ("Satu permohonan", "One application"),
+    "EMPLOYER": (
+        "Semua permohonan pelaku usaha ini di wilayah",
+        "Every application of this employer in the region",
+    ),
+    "legal_basis": ("Dasar hukum", "Legal basis"),
+    "document_ref": ("Nomor dokumen", "Document reference"),
+    "override_reason": ("Alasan pengecualian", "Why"),
+    "valid_until": ("Berlaku sampai dengan", "Valid until (inclusive)"),
+    "expires": ("Berakhir", "Ends"),
+    "asked_by": ("Diajukan oleh", "Asked by"),
+    "asked_at": ("Diajukan", "Asked"),
+    "state": ("Status", "State"),
+    "any_state": ("Semua status", "Any state"),
+    "decided_by": ("Diputuskan oleh", "Decided by"),
+    "note": ("Catatan", "Note"),
+    "approve": ("Setujui", "Approve"),
+    "refuse": ("Tolak", "Refuse"),
+    "revoke": ("Cabut", "Revoke"),
+    "revoked_by": ("Dicabut oleh", "Revoked by"),
+    "ASKED": ("Diajukan", "Asked"),
+    "GRANTED": ("Disetujui", "Granted"),
+    "REFUSED": ("Ditolak", "Refused"),
+    "REVOKED": ("Dicabut", "Revoked"),
+    "EXPIRED": ("Kedaluwarsa", "Expired"),
+    "applied_at": ("Diterapkan gateway", "Applied by the gate"),
+    "not_yet": ("belum", "not yet"),
+    "decisions_under": (
+        "Keputusan yang diterbitkan berdasarkan pengecualian ini",
+        "Decisions issued under this override",
+    ),
+    "no_decisions_yet": (
+        "Belum ada keputusan. Gateway menerapkan pengecualian yang disetujui dalam beberapa detik.",
+        "No decision yet. The gate applies a granted override within seconds.",
+    ),
+    "second_person": (
+        "Pengecualian yang Anda ajukan harus diputuskan oleh orang lain.",
+        "An override you asked for is decided by someone else.",
+    ),
+    "no_overrides": ("Belum ada pengecualian.", "No override yet."),
+    "no_open_applications": (
+        "Tidak ada permohonan yang diblokir atau tertunda.",
+        "No blocked or pending application.",
+    ),
 }
 
 

@@ -5,21 +5,24 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import replace
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
+from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import jinja2
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 from starlette.background import BackgroundTask
 
 from ptsp_gate.accounts import credentials
 from ptsp_gate.contract.events import ReasonCode
 from ptsp_gate.reports.labels import headings
 from ptsp_gate.reports.render import FLAGGED_COLUMNS
-from ptsp_gate.stores import accounts, audit
+from ptsp_gate.stores import accounts, audit, overrides
 from ptsp_gate.stores.audit import Action
 from ptsp_gate_officer_console import api, charts, i18n, workspace
 from ptsp_gate_officer_console.api import Connection
@@ -373,9 +376,151 @@ async def employer(
 ) -> HTMLResponse:
     if not (nib.isdigit() and len(nib) == 13):
         raise workspace.NotFound("an NIB has 13 digits")
+    ask = caller(who, request)
     async with conn.transaction():
-        report = await workspace.employer(conn, caller(who, request), nib)
-    return render(request, "employer.html", who=who, report=report)
+        report = await workspace.employer(conn, ask, nib)
+    asked, _ = await workspace.override_list(
+        conn, ask, region=None, state=None, nib=nib, before=None, limit=PAGE_SIZE
+    )
+    return render(
+        request,
+        "employer.html",
+        who=who,
+        report=report,
+        overrides=asked,
+        open_applications=_open_applications(report["decisions"]),
+        override_regions=sorted(
+            {d["region_code"] for d in report["decisions"] if d["region_code"]}
+        ),
+        default_until=(
+            datetime.now(ZoneInfo(api.TIMEZONE)).date() + timedelta(days=30)
+        ).isoformat(),
+    )
+
+
+def _open_applications(decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The applications (newest decisions first) whose latest decision blocks or defers."""
+    latest: dict[str, dict[str, Any]] = {}
+    for d in decisions:
+        if d["outcome"] != "REJECTED":
+            latest.setdefault(d["application_id"], d)
+    return [d for d in latest.values() if d["outcome"] in workspace.OPEN_OUTCOMES]
+
+
+# --- overrides -----------------------------------------------------------------------------------
+
+OverrideState = Annotated[str | None, Query(pattern="^(ASKED|GRANTED|REFUSED|REVOKED|EXPIRED)?$")]
+
+
+@router.get("/overrides")
+async def override_list(
+    request: Request,
+    conn: Connection,
+    who: Session,
+    region: RegionParam = None,
+    state: OverrideState = None,
+    before: Annotated[str | None, Query(max_length=200)] = None,
+) -> HTMLResponse:
+    items, following = await workspace.override_list(
+        conn,
+        caller(who, request),
+        region=region,
+        state=state or None,
+        nib=None,
+        before=before,
+        limit=PAGE_SIZE,
+    )
+    return render(
+        request,
+        "overrides.html",
+        who=who,
+        items=items,
+        following=following,
+        region=region,
+        regions=who.officer.regions,
+        state=state or "",
+        states=list(overrides.STATES),
+    )
+
+
+@router.get("/overrides/{override_id}")
+async def override(
+    request: Request, conn: Connection, who: Session, override_id: UUID
+) -> HTMLResponse:
+    item = await workspace.override(conn, caller(who, request), override_id)
+    return render(request, "override.html", who=who, item=item)
+
+
+Line = Annotated[str, Form(min_length=1, max_length=500)]
+
+
+@router.post("/overrides")
+async def ask_override(
+    request: Request,
+    conn: Connection,
+    who: Session,
+    csrf_token: Annotated[str, Form(max_length=100)],
+    nib: Annotated[str, Form(pattern=r"^[0-9]{13}$")],
+    target: Annotated[str, Form(max_length=140)],
+    legal_basis: Line,
+    document_ref: Annotated[str, Form(min_length=1, max_length=200)],
+    reason: Annotated[str, Form(min_length=1, max_length=2000)],
+    valid_until: Annotated[date, Form()],
+) -> RedirectResponse:
+    check_csrf(who, csrf_token)
+    scope, _, value = target.partition(":")
+    end = datetime.combine(valid_until + timedelta(days=1), time(), ZoneInfo(api.TIMEZONE))
+    try:
+        body = api.OverrideRequest(
+            scope=scope,
+            application_id=value if scope == "APPLICATION" else None,
+            nib=nib,
+            region_code=value if scope == "EMPLOYER" else None,
+            legal_basis=legal_basis,
+            document_ref=document_ref,
+            reason=reason,
+            expires_at=end,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise workspace.BadRequest(problems) from None
+    rules = api.override_rules(request)
+    asked = await workspace.ask_override(conn, caller(who, request), body.asked(), rules)
+    return RedirectResponse(f"/overrides/{asked['override_id']}", status_code=303)
+
+
+@router.post("/overrides/{override_id}/answer")
+async def answer_override(
+    request: Request,
+    conn: Connection,
+    who: Session,
+    override_id: UUID,
+    csrf_token: Annotated[str, Form(max_length=100)],
+    answer: Annotated[str, Form(pattern="^(approve|refuse)$")],
+    note: Annotated[str, Form(max_length=2000)] = "",
+) -> RedirectResponse:
+    check_csrf(who, csrf_token)
+    await workspace.answer_override(
+        conn,
+        caller(who, request),
+        override_id,
+        grant=answer == "approve",
+        note=note.strip() or None,
+    )
+    return RedirectResponse(f"/overrides/{override_id}", status_code=303)
+
+
+@router.post("/overrides/{override_id}/revoke")
+async def revoke_override(
+    request: Request,
+    conn: Connection,
+    who: Session,
+    override_id: UUID,
+    csrf_token: Annotated[str, Form(max_length=100)],
+) -> RedirectResponse:
+    check_csrf(who, csrf_token)
+    await workspace.revoke_override(conn, caller(who, request), override_id)
+    return RedirectResponse(f"/overrides/{override_id}", status_code=303)
 
 
 @router.get("/audit")

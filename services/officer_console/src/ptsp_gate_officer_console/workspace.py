@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 
 from ptsp_gate.accounts.roles import Officer, mask_npwp
-from ptsp_gate.stores import audit, coverage, officer_queries
+from ptsp_gate.policy.overrides import Scope
+from ptsp_gate.stores import audit, coverage, cursors, officer_queries, overrides
 from ptsp_gate.stores.audit import Action
 
 MAX_PAGE = 500
@@ -32,6 +34,10 @@ class NotFound(Exception):
 
 class BadRequest(ValueError):
     """400: a parameter that cannot be used, in words a person can act on."""
+
+
+class Conflict(Exception):
+    """409: the request is understood but the state of things does not allow it now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,3 +325,245 @@ async def audit_log(
         ),
     )
     return items, audit.encode_cursor(following) if following is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideAsked:
+    """An officer's request for an override, as the form or the API received it (lengths and
+    formats already checked there)."""
+
+    scope: Scope
+    application_id: str | None
+    nib: str | None
+    region_code: str | None
+    legal_basis: str
+    document_ref: str
+    reason: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideRules:
+    window_days: int  # applications submitted before this are not decided again
+    max_days: int  # the longest an override may last
+
+
+OPEN_OUTCOMES = ("BLOCKED", "PENDING")
+
+
+async def ask_override(
+    conn: asyncpg.Connection, caller: Caller, asked: OverrideAsked, rules: OverrideRules
+) -> dict[str, Any]:
+    """Record an officer's request; a supervisor of the region grants or refuses it."""
+    officer = caller.officer
+    if not officer.may_ask_override:
+        raise Denied("your role cannot ask for overrides")
+    now = datetime.now(UTC)
+    if asked.expires_at <= now:
+        raise BadRequest("expires_at must be in the future")
+    if asked.expires_at > now + timedelta(days=rules.max_days):
+        raise BadRequest(f"an override lasts at most {rules.max_days} days")
+    # Checked before the transaction: a refusal's audit record must not be rolled back with it.
+    if asked.scope is Scope.APPLICATION:
+        nib, region = await _application_asked(conn, caller, asked, rules, now)
+    else:
+        nib, region = await _employer_asked(conn, caller, asked)
+    request = overrides.Request(
+        scope=asked.scope,
+        application_id=asked.application_id if asked.scope is Scope.APPLICATION else None,
+        nib=nib,
+        region_code=region,
+        legal_basis=asked.legal_basis,
+        document_ref=asked.document_ref,
+        reason=asked.reason,
+        expires_at=asked.expires_at,
+    )
+    async with conn.transaction():
+        override_id = await overrides.ask(conn, request, officer.officer_id)
+        await audit.record(
+            conn,
+            caller.event(
+                Action.OVERRIDE_ASKED,
+                subject=str(override_id),
+                regions=[region],
+                detail={
+                    "scope": asked.scope.value,
+                    "application_id": request.application_id,
+                    "nib": nib,
+                    "expires_at": asked.expires_at.isoformat(),
+                    "document_ref": asked.document_ref,
+                },
+            ),
+        )
+        found = await overrides.one(conn, override_id)
+    assert found is not None
+    return found
+
+
+async def _application_asked(
+    conn: asyncpg.Connection,
+    caller: Caller,
+    asked: OverrideAsked,
+    rules: OverrideRules,
+    now: datetime,
+) -> tuple[str, str]:
+    if asked.application_id is None:
+        raise BadRequest("an APPLICATION override names its application_id")
+    target = await overrides.application_target(conn, asked.application_id)
+    if target is None or not caller.officer.covers(target.region_code):
+        if target is not None:
+            await _denied(conn, caller, f"override:{asked.application_id}", [target.region_code])
+        raise NotFound("no application with that id in your regions")
+    if target.outcome not in OPEN_OUTCOMES:
+        raise Conflict(f"the application is {target.outcome}: there is nothing to override")
+    submitted = await overrides.submitted_at(conn, asked.application_id)
+    if submitted is not None and submitted < now - timedelta(days=rules.window_days):
+        raise Conflict(
+            f"the application was submitted more than {rules.window_days} days ago and is no"
+            " longer decided again; the licensing office must submit it again"
+        )
+    return target.nib, target.region_code
+
+
+async def _employer_asked(
+    conn: asyncpg.Connection, caller: Caller, asked: OverrideAsked
+) -> tuple[str, str]:
+    if asked.nib is None:
+        raise BadRequest("an EMPLOYER override names its nib")
+    regions = [r for r in await overrides.employer_regions(conn, asked.nib)]
+    mine = [r for r in regions if caller.officer.covers(r)]
+    if asked.region_code is not None:
+        if asked.region_code not in mine:
+            if asked.region_code in regions:
+                await _denied(conn, caller, f"override:{asked.nib}", [asked.region_code])
+            raise NotFound("no employer with that NIB in that region of yours")
+        return asked.nib, asked.region_code
+    if not mine:
+        raise NotFound("no employer with that NIB in your regions")
+    if len(mine) > 1:
+        raise BadRequest(
+            "the employer has applied in several of your regions: name the region_code"
+        )
+    return asked.nib, mine[0]
+
+
+async def _override_in_scope(
+    conn: asyncpg.Connection, caller: Caller, override_id: UUID, *, lock: bool = False
+) -> dict[str, Any]:
+    found = await overrides.one(conn, override_id, lock=lock)
+    if found is None or not caller.officer.covers(found["region_code"]):
+        if found is not None:
+            await _denied(conn, caller, f"override:{override_id}", [found["region_code"]])
+        raise NotFound("no override with that id in your regions")
+    return found
+
+
+async def answer_override(
+    conn: asyncpg.Connection,
+    caller: Caller,
+    override_id: UUID,
+    *,
+    grant: bool,
+    note: str | None,
+) -> dict[str, Any]:
+    """A supervisor of the region grants or refuses an override someone else asked for."""
+    officer = caller.officer
+    if not officer.may_decide_override:
+        raise Denied("only a supervisor or an admin grants or refuses an override")
+    now = datetime.now(UTC)
+    await _override_in_scope(conn, caller, override_id)  # a refusal is recorded, not rolled back
+    async with conn.transaction():
+        found = await _override_in_scope(conn, caller, override_id, lock=True)
+        if found["asked_by_id"] == officer.officer_id:
+            raise Denied("an override is granted or refused by someone other than who asked")
+        if found["state"] != "ASKED":
+            raise Conflict(f"the override is {found['state']} already")
+        if grant and found["expires_at"] <= now:
+            raise Conflict("the override expired before it was granted: ask again")
+        await overrides.answer(
+            conn,
+            override_id,
+            state="GRANTED" if grant else "REFUSED",
+            officer_id=officer.officer_id,
+            note=note,
+            now=now,
+        )
+        await audit.record(
+            conn,
+            caller.event(
+                Action.OVERRIDE_GRANTED if grant else Action.OVERRIDE_REFUSED,
+                subject=str(override_id),
+                regions=[found["region_code"]],
+                detail={
+                    "scope": found["scope"],
+                    "application_id": found["application_id"],
+                    "nib": found["nib"],
+                    "asked_by": found["asked_by"],
+                    "expires_at": found["expires_at"].isoformat(),
+                },
+            ),
+        )
+        answered = await overrides.one(conn, override_id)
+    assert answered is not None
+    return answered
+
+
+async def revoke_override(
+    conn: asyncpg.Connection, caller: Caller, override_id: UUID
+) -> dict[str, Any]:
+    """End a granted override before it expires; the gate then decides again what it cleared."""
+    officer = caller.officer
+    if not officer.may_decide_override:
+        raise Denied("only a supervisor or an admin revokes an override")
+    await _override_in_scope(conn, caller, override_id)  # a refusal is recorded, not rolled back
+    async with conn.transaction():
+        found = await _override_in_scope(conn, caller, override_id, lock=True)
+        if found["state"] != "GRANTED":
+            raise Conflict(f"only a granted override can be revoked; this one is {found['state']}")
+        await overrides.revoke(
+            conn, override_id, officer_id=officer.officer_id, now=datetime.now(UTC)
+        )
+        await audit.record(
+            conn,
+            caller.event(
+                Action.OVERRIDE_REVOKED,
+                subject=str(override_id),
+                regions=[found["region_code"]],
+                detail={"application_id": found["application_id"], "nib": found["nib"]},
+            ),
+        )
+        revoked = await overrides.one(conn, override_id)
+    assert revoked is not None
+    return revoked
+
+
+async def override(conn: asyncpg.Connection, caller: Caller, override_id: UUID) -> dict[str, Any]:
+    """One override in scope, with the decisions issued under it."""
+    found = await _override_in_scope(conn, caller, override_id)
+    found["decisions"] = await overrides.decisions_under(conn, override_id)
+    return found
+
+
+async def override_list(
+    conn: asyncpg.Connection,
+    caller: Caller,
+    *,
+    region: str | None,
+    state: str | None,
+    nib: str | None,
+    before: str | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], str | None]:
+    if not 1 <= limit <= MAX_PAGE:
+        raise BadRequest(f"limit must be between 1 and {MAX_PAGE}")
+    if state is not None and state not in overrides.STATES:
+        raise BadRequest(f"state is one of {', '.join(overrides.STATES)}")
+    regions = await _scope_of(conn, caller, region, "overrides")
+    try:
+        position = overrides.decode_cursor(before) if before else None
+    except cursors.BadCursor as exc:
+        raise BadRequest(f"before: {exc}") from None
+    items, following = await overrides.page(
+        conn, regions=regions, state=state, nib=nib, before=position, limit=limit
+    )
+    return items, overrides.encode_cursor(following) if following else None

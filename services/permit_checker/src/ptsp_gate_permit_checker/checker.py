@@ -26,6 +26,7 @@ from ptsp_gate.contract.events import (
 )
 from ptsp_gate.observability import decision_log
 from ptsp_gate.policy import rejected
+from ptsp_gate.policy.overrides import Grant
 from ptsp_gate.runtime import intake
 from ptsp_gate.runtime.context import HandlerContext
 from ptsp_gate.runtime.intake import Invalid, RawRecord, Valid
@@ -123,7 +124,10 @@ class PermitChecker:
         states = await store.enrolments((i.payload.employer.nib for i in valid), lock=True)
         complete = await store.complete_regions(i.payload.region_code for i in valid)
         now = self._ctx.clock()
-        decided = [self._decide(item, states, complete, now) for item in todo]
+        grants = await store.grants(
+            (i.payload.application_id for i in valid), (i.payload.employer.nib for i in valid), now
+        )
+        decided = [self._decide(item, states, complete, grants, now) for item in todo]
         await store.add_applications(valid)
         failed_at = self._ctx.clock()
         await store.add_decisions(
@@ -143,14 +147,25 @@ class PermitChecker:
         return decided
 
     def _decide(
-        self, item: Item, states: dict[str, EnrolmentState], complete: set[str], now: datetime
+        self,
+        item: Item,
+        states: dict[str, EnrolmentState],
+        complete: set[str],
+        grants: Sequence[Grant],
+        now: datetime,
     ) -> Decided:
         policies = self._ctx.policies
         if isinstance(item, Valid):
             app = item.payload
             enrolment = states.get(app.employer.nib)
             decision = decisions.for_application(
-                item.event.id, app, enrolment, policies=policies, complete_regions=complete, now=now
+                item.event.id,
+                app,
+                enrolment,
+                policies=policies,
+                complete_regions=complete,
+                now=now,
+                grants=grants,
             )
             version = enrolment.version if enrolment is not None else None
             event_time = item.event.time or app.submitted_at
