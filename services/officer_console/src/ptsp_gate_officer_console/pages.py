@@ -15,11 +15,12 @@ import jinja2
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from pydantic import ValidationError
+from pydantic import BeforeValidator, ValidationError
 from starlette.background import BackgroundTask
 
 from ptsp_gate.accounts import credentials
 from ptsp_gate.contract.events import ReasonCode
+from ptsp_gate.policy.codes import BLOCK_TYPE_CODES
 from ptsp_gate.reports.labels import headings
 from ptsp_gate.reports.render import FLAGGED_COLUMNS
 from ptsp_gate.stores import accounts, audit, overrides
@@ -249,7 +250,16 @@ async def logout(
 
 # --- the pages -----------------------------------------------------------------------------------
 
-RegionParam = Annotated[str | None, Query(pattern=r"^[0-9]{4}$")]
+
+def _blank_is_none(value: object) -> object:
+    # A form's "any" option sends the parameter empty.
+    return value or None
+
+
+RegionParam = Annotated[str | None, BeforeValidator(_blank_is_none), Query(pattern=r"^[0-9]{4}$")]
+ReasonParam = Annotated[ReasonCode | None, BeforeValidator(_blank_is_none), Query()]
+# The codes a flagged employer can carry: those that can block.
+FLAGGING_CODES = [c.value for c in ReasonCode if c in BLOCK_TYPE_CODES]
 
 
 @router.get("/")
@@ -291,7 +301,7 @@ async def flagged(
     conn: Connection,
     who: Session,
     region: RegionParam = None,
-    reason: ReasonCode | None = None,
+    reason: ReasonParam = None,
     after: Annotated[str | None, Query(max_length=200)] = None,
     q: Annotated[str | None, Query(max_length=100)] = None,
 ) -> HTMLResponse:
@@ -316,7 +326,7 @@ async def flagged(
         following=following,
         region=region,
         reason=reason.value if reason else None,
-        reasons=[r.value for r in ReasonCode],
+        reasons=FLAGGING_CODES,
         regions=who.officer.regions,
         q=q or "",
         found=found,
@@ -337,7 +347,7 @@ async def export(
     who: Session,
     format: Annotated[str, Query(pattern="^(csv|xlsx)$")] = "csv",
     region: RegionParam = None,
-    reason: ReasonCode | None = None,
+    reason: ReasonParam = None,
 ) -> FileResponse:
     lang = language(request)
     # Read in a snapshot of its own (a repeatable-read transaction), then recorded.
