@@ -33,6 +33,7 @@ from ptsp_gate.adapters.postgres import connect
 from ptsp_gate.config import Settings
 from ptsp_gate.embedded import apache_kafka, harness
 from ptsp_gate.stores import compliance
+from tests.integration.console_support import console_url  # noqa: F401  (a shared fixture)
 
 pytestmark = pytest.mark.integration
 

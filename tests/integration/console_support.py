@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from ptsp_gate.accounts import credentials
 from ptsp_gate.accounts.roles import Role
 from ptsp_gate.config import Settings
+from ptsp_gate.embedded.harness import free_port
 from ptsp_gate.policy import load_policy_book
 from ptsp_gate.stores import accounts
 
@@ -47,3 +54,55 @@ async def add_account(db: asyncpg.Connection, username: str, role: Role, regions
     await accounts.add(db, username, role, regions, credentials.hash_password(PASSWORD))
     token, _ = await accounts.issue_token(db, username, timedelta(days=1))
     return token
+
+
+@pytest.fixture
+def console_url(db_dsn: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """`ptsp-gate run officer-console` as operators run it, on a free TCP port; its temporary
+    files in a directory of the test's (to see that downloads leave nothing behind). Yields the
+    base URL and that directory."""
+    port = free_port()
+    scratch = tmp_path / "console-tmp"
+    scratch.mkdir()
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_dsn,
+        "PTSP_GATE_CONSOLE_SECURE_COOKIES": "false",
+        "PTSP_GATE_LOG_FORMAT": "console",
+        "TMPDIR": str(scratch),
+    }
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    log_path = tmp_path / "console.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ptsp_gate.cli.main",
+                "run",
+                "officer-console",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while not _ready(url):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("the console did not start:\n" + log_path.read_text())
+                time.sleep(0.1)
+            yield url, scratch
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url + "/ready", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -18,19 +18,15 @@ import csv
 import io
 import os
 import shutil
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from ptsp_gate import demo
 from ptsp_gate.accounts.roles import Role
-from ptsp_gate.embedded.harness import free_port
 from tests.integration.conftest import eventually
 from tests.integration.console_support import PASSWORD, add_account
 from tests.integration.support import decisions, read_topic, send, services
@@ -48,50 +44,6 @@ def chromium() -> str:
             pytest.fail("Chromium is required under CI: scripts/setup installs Debian's chromium")
         pytest.skip("no Chromium (Debian package chromium); scripts/setup installs it")
     return CHROMIUM
-
-
-@pytest.fixture
-def console_url(db_dsn: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """The console as operators run it, on a free port; its temporary files in a directory of
-    the test's, to see that downloads leave nothing behind."""
-    port = free_port()
-    scratch = tmp_path / "console-tmp"
-    scratch.mkdir()
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_dsn,
-        "PTSP_GATE_CONSOLE_SECURE_COOKIES": "false",
-        "PTSP_GATE_LOG_FORMAT": "console",
-        "TMPDIR": str(scratch),
-    }
-    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    log = (tmp_path / "console.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ptsp_gate.cli.main", "run", "officer-console", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(url + "/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None:
-                raise AssertionError((tmp_path / "console.log").read_text())
-            import time
-
-            time.sleep(0.1)
-        else:
-            raise AssertionError("the console did not become ready")
-        yield url, scratch
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture

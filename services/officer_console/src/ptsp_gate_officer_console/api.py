@@ -207,8 +207,14 @@ async def audit_log(
 
 # Free text an officer writes: trimmed, on one line or several (a form sends CR LF), without
 # other control characters.
+_ALLOWED = r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
 Text = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+$")
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        # At least one character that is not white space, as the document says to clients.
+        pattern=rf"^{_ALLOWED}*[^\s\x00-\x1f\x7f]{_ALLOWED}*$",
+    ),
 ]
 
 

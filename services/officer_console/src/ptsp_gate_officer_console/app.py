@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from ptsp_gate.adapters import migrations
 from ptsp_gate.adapters.postgres import create_pool
@@ -178,8 +179,13 @@ def build_app(console: ConsoleService) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = exc.headers
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route on the path only; a path served
+            # by several (GET and POST /api/v1/overrides) must name them all.
+            headers = {**(headers or {}), "Allow": ", ".join(_methods_of(app, request))}
         if request.url.path.startswith("/api/") or request.url.path in ("/health", "/ready"):
-            return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
+            return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=headers)
         return pages.error_page(request, exc.status_code, str(exc.detail))
 
     @app.get("/health", include_in_schema=False)
@@ -206,6 +212,16 @@ def build_app(console: ConsoleService) -> FastAPI:
     app.include_router(api.router)
     app.include_router(pages.router)
     return app
+
+
+def _methods_of(app: FastAPI, request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches({**request.scope, "method": "GET"})
+            if match is not Match.NONE:
+                methods |= route.methods
+    return sorted(methods)
 
 
 def create(settings: Settings, policies: PolicyBook) -> ConsoleService:
