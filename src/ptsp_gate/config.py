@@ -158,10 +158,31 @@ class Settings(BaseSettings):
     console_session_hours: float = Field(default=8.0, gt=0, le=24)
     console_idle_minutes: float = Field(default=30.0, gt=0, le=24 * 60)
     console_secure_cookies: bool = True
+    # Single sign-on with OpenID Connect, for provinces that run an identity provider: the
+    # issuer (its discovery document is ISSUER/.well-known/openid-configuration), this console's
+    # client at it, and the redirect URL registered there (https://HOST/login/oidc/callback).
+    # All unset: sign-in with passwords only.
+    console_oidc_issuer: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
+    console_oidc_client_id: str | None = Field(default=None, min_length=1, max_length=200)
+    console_oidc_client_secret: SecretStr | None = None
+    console_oidc_client_secret_file: Path | None = None
+    console_oidc_redirect_url: str | None = Field(default=None, pattern=r"^https?://[^\s#]+$")
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     data_dir: Path = Path(".ptsp-gate")
+
+    @model_validator(mode="after")
+    def _single_sign_on_whole(self) -> Settings:
+        parts = {
+            "PTSP_GATE_CONSOLE_OIDC_ISSUER": self.console_oidc_issuer,
+            "PTSP_GATE_CONSOLE_OIDC_CLIENT_ID": self.console_oidc_client_id,
+            "PTSP_GATE_CONSOLE_OIDC_REDIRECT_URL": self.console_oidc_redirect_url,
+        }
+        if any(parts.values()) and not all(parts.values()):
+            missing = ", ".join(name for name, value in parts.items() if not value)
+            raise ValueError(f"single sign-on needs {missing} as well")
+        return self
 
     @model_validator(mode="after")
     def _topics_distinct(self) -> Settings:

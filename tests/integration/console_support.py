@@ -27,11 +27,13 @@ PASSWORD = "correct horse battery staple"
 
 
 @asynccontextmanager
-async def running_console(dsn: str, **overrides: Any) -> AsyncIterator[Any]:
+async def running_console(
+    dsn: str, sso_transport: httpx.AsyncBaseTransport | None = None, **overrides: Any
+) -> AsyncIterator[Any]:
     from ptsp_gate_officer_console.app import ConsoleService
 
     settings = Settings(database_url=dsn, console_secure_cookies=False, **overrides)
-    console = ConsoleService(settings, load_policy_book(None))
+    console = ConsoleService(settings, load_policy_book(None), sso_transport=sso_transport)
     await console.open()
     try:
         yield console

@@ -59,6 +59,8 @@ async def _fuzz(
         text=True,
         timeout=600,
         check=False,
+        # It keeps a cache of what it found in its working directory: the test's, not the clone.
+        cwd=report.parent,
         env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
     )
 

@@ -305,7 +305,14 @@ class Metrics:
         self.registry.register(self.console_requests)
         self.registry.register(self.console_request_duration)
         self.registry.register(self.console_failed_logins)
-        for reason in ("wrong_password", "unknown_account", "locked", "disabled", "throttled"):
+        for reason in (
+            "wrong_password",
+            "unknown_account",
+            "locked",
+            "disabled",
+            "throttled",
+            "sso_refused",
+        ):
             self.console_failed_logins.labels(reason)
         self._console_exposed = True
 

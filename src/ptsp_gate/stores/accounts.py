@@ -213,6 +213,22 @@ async def sign_in(conn: asyncpg.Connection, username: str, password: str) -> Sig
     return SignIn(account.officer())
 
 
+async def sign_in_sso(conn: asyncpg.Connection, subject: str) -> SignIn:
+    """A sign-in the identity provider vouched for: the account linked to its `sub` claim
+    (`ptsp-gate officer add --sso-subject`). Lockout is the provider's business."""
+    row = await conn.fetchrow(
+        "SELECT username, disabled_at FROM officer WHERE oidc_subject = $1", subject
+    )
+    if row is None:
+        return SignIn(None, "unknown account")
+    if row["disabled_at"] is not None:
+        return SignIn(None, "account disabled")
+    await conn.execute("UPDATE officer SET last_login_at = now() WHERE oidc_subject = $1", subject)
+    account = await by_username(conn, row["username"])
+    assert account is not None
+    return SignIn(account.officer())
+
+
 async def start_session(
     conn: asyncpg.Connection, officer: Officer, lifetime: timedelta
 ) -> tuple[str, str]:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -28,6 +29,7 @@ from ptsp_gate.runtime.service import StartupError
 from ptsp_gate_officer_console import api, pages, workspace
 from ptsp_gate_officer_console.resources import STATIC_DIR
 from ptsp_gate_officer_console.security import SECURITY_HEADERS, CookieNames, Throttle
+from ptsp_gate_officer_console.sso import SingleSignOn
 
 log = get_logger(__name__)
 
@@ -38,7 +40,11 @@ class ConsoleService:
     name = "officer-console"
 
     def __init__(
-        self, settings: Settings, policies: PolicyBook, metrics: Metrics | None = None
+        self,
+        settings: Settings,
+        policies: PolicyBook,
+        metrics: Metrics | None = None,
+        sso_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not settings.database_url:
             raise StartupError("DATABASE_URL is not set")
@@ -50,6 +56,8 @@ class ConsoleService:
         self.cookies = CookieNames.for_settings(settings)
         self.throttle = Throttle()
         self.pool: asyncpg.Pool | None = None
+        # `sso_transport` lets tests put an identity provider in the same process.
+        self.sso = SingleSignOn(settings, sso_transport) if settings.console_oidc_issuer else None
 
     async def open(self) -> None:
         if self.pool is not None:
@@ -76,6 +84,8 @@ class ConsoleService:
         log.info("service started", service=self.name)
 
     async def release(self) -> None:
+        if self.sso is not None:
+            await self.sso.close()
         if self.pool is not None:
             await self.pool.close()
             self.pool = None

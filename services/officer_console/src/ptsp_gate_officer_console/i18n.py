@@ -24,6 +24,23 @@ _TEXT: dict[str, tuple[str, str]] = {
         "Terlalu banyak percobaan masuk yang gagal dari alamat ini. Coba lagi nanti.",
         "Too many failed sign-ins from this address. Try again later.",
     ),
+    "sso_sign_in": ("Masuk dengan SSO provinsi", "Sign in with the province's single sign-on"),
+    "sso_failed": (
+        "Masuk lewat SSO tidak berhasil. Coba lagi, atau masuk dengan kata sandi.",
+        "Single sign-on did not succeed. Try again, or sign in with a password.",
+    ),
+    "sso_no_account": (
+        "Identitas SSO Anda belum terhubung ke akun konsol, atau akunnya dinonaktifkan."
+        " Hubungi admin.",
+        "Your single sign-on identity is not linked to a console account, or the account is"
+        " disabled. Ask an admin.",
+    ),
+    "sso_unavailable": (
+        "SSO provinsi tidak dapat dihubungi saat ini. Masuk dengan kata sandi atau coba lagi"
+        " nanti.",
+        "The province's single sign-on cannot be reached now. Sign in with a password or try"
+        " again later.",
+    ),
     "signed_in_as": ("Masuk sebagai", "Signed in as"),
     "role": ("Peran", "Role"),
     "dashboard": ("Ringkasan", "Dashboard"),

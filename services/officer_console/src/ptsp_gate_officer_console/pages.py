@@ -19,13 +19,15 @@ from pydantic import BeforeValidator, ValidationError
 from starlette.background import BackgroundTask
 
 from ptsp_gate.accounts import credentials
+from ptsp_gate.accounts.roles import Officer
 from ptsp_gate.contract.events import ReasonCode
+from ptsp_gate.observability.logging import get_logger
 from ptsp_gate.policy.codes import BLOCK_TYPE_CODES
 from ptsp_gate.reports.labels import headings
 from ptsp_gate.reports.render import FLAGGED_COLUMNS
 from ptsp_gate.stores import accounts, audit, overrides
 from ptsp_gate.stores.audit import Action
-from ptsp_gate_officer_console import api, charts, i18n, workspace
+from ptsp_gate_officer_console import api, charts, i18n, sso, workspace
 from ptsp_gate_officer_console.api import Connection
 from ptsp_gate_officer_console.resources import TEMPLATES_DIR
 from ptsp_gate_officer_console.security import (
@@ -35,6 +37,7 @@ from ptsp_gate_officer_console.security import (
     same_token,
 )
 
+log = get_logger(__name__)
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(
     env=jinja2.Environment(
@@ -149,7 +152,13 @@ def login_page(
     console = request.app.state.console
     token = credentials.new_token()
     response = render(
-        request, "login.html", status, login_csrf=token, next=_local(next), failed=failed
+        request,
+        "login.html",
+        status,
+        login_csrf=token,
+        next=_local(next),
+        failed=failed,
+        sso=console.sso is not None,
     )
     response.set_cookie(
         console.cookies.login_csrf,
@@ -203,7 +212,14 @@ async def login(
         metrics.labels(reason.replace("account_", "")).inc()
         await audit.record(conn, replace(event, detail={"why": outcome.refusal}))
         return refused("sign_in_failed", 401)
-    officer = outcome.officer
+    return await _session_for(request, conn, outcome.officer, next, via="password")
+
+
+async def _session_for(
+    request: Request, conn: Connection, officer: Officer, next: str, *, via: str
+) -> Response:
+    """A new session for an officer who signed in, recorded, and the browser sent on."""
+    console = request.app.state.console
     cookie, _csrf = await accounts.start_session(
         conn, officer, timedelta(hours=console.settings.console_session_hours)
     )
@@ -214,8 +230,9 @@ async def login(
             officer_id=officer.officer_id,
             action=Action.LOGIN,
             channel="console",
-            source_address=address,
+            source_address=source(request),
             regions=officer.regions,
+            detail={"via": via},
         ),
     )
     response = RedirectResponse(_local(next), status_code=303)
@@ -229,7 +246,78 @@ async def login(
         max_age=int(console.settings.console_session_hours * 3600),
     )
     response.delete_cookie(console.cookies.login_csrf, path="/")
+    response.delete_cookie(console.cookies.sso, path="/")
     return response
+
+
+@router.get("/login/oidc")
+async def sign_on(request: Request, next: Annotated[str, Query(max_length=2000)] = "/") -> Response:
+    """Off to the province's identity provider."""
+    console = request.app.state.console
+    if console.sso is None:
+        raise workspace.NotFound("single sign-on is not set up here")
+    try:
+        target, pending = await console.sso.begin(_local(next))
+    except sso.SignOnFailed as exc:
+        log.warning("single sign-on unavailable", why=str(exc))
+        return login_page(request, next, "sso_unavailable", 503)
+    response = RedirectResponse(target, status_code=303)
+    # SameSite=Lax: the provider's redirect back is a cross-site top-level navigation, which a
+    # Strict cookie would not accompany. Ten minutes to sign in at the provider.
+    response.set_cookie(
+        console.cookies.sso,
+        pending.encode(),
+        max_age=600,
+        httponly=True,
+        samesite="lax",
+        secure=console.settings.console_secure_cookies,
+        path="/",
+    )
+    return response
+
+
+@router.get("/login/oidc/callback")
+async def signed_on(
+    request: Request,
+    conn: Connection,
+    state: Annotated[str, Query(max_length=200)] = "",
+    code: Annotated[str, Query(max_length=4000)] = "",
+    error: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    """Back from the identity provider: the person it vouches for, if an account is linked."""
+    console = request.app.state.console
+    if console.sso is None:
+        raise workspace.NotFound("single sign-on is not set up here")
+    pending = sso.Pending.decode(request.cookies.get(console.cookies.sso))
+    next_path = pending.next if pending else "/"
+    failed = audit.Event(
+        actor="-", action=Action.LOGIN_FAILED, channel="console", source_address=source(request)
+    )
+    metrics = console.metrics.console_failed_logins
+    try:
+        if error is not None or not code:
+            raise sso.SignOnFailed(f"the provider refused: {error or 'no code'}")
+        subject = await console.sso.finish(pending, state, code)
+    except sso.SignOnFailed as exc:
+        metrics.labels("sso_refused").inc()
+        await audit.record(conn, replace(failed, detail={"via": "sso", "why": str(exc)[:300]}))
+        response = login_page(request, next_path, "sso_failed", 401)
+        response.delete_cookie(console.cookies.sso, path="/")
+        return response
+    outcome = await accounts.sign_in_sso(conn, subject)
+    if outcome.officer is None:
+        reason = (outcome.refusal or "unknown account").replace(" ", "_")
+        metrics.labels(reason.replace("account_", "")).inc()
+        await audit.record(
+            conn,
+            replace(
+                failed, actor=f"sso:{subject}"[:100], detail={"via": "sso", "why": outcome.refusal}
+            ),
+        )
+        response = login_page(request, next_path, "sso_no_account", 403)
+        response.delete_cookie(console.cookies.sso, path="/")
+        return response
+    return await _session_for(request, conn, outcome.officer, next_path, via="sso")
 
 
 @router.post("/logout")

@@ -41,13 +41,14 @@ CSRF_HEADER = "x-csrf-token"
 class CookieNames:
     session: str
     login_csrf: str
+    sso: str
 
     @classmethod
     def for_settings(cls, settings: Settings) -> CookieNames:
         # `__Host-` binds a cookie to this host and path /, and browsers accept it only with
         # Secure: used whenever cookies are Secure.
         prefix = "__Host-" if settings.console_secure_cookies else ""
-        return cls(f"{prefix}ptsp_session", f"{prefix}ptsp_login")
+        return cls(f"{prefix}ptsp_session", f"{prefix}ptsp_login", f"{prefix}ptsp_sso")
 
 
 @dataclass(frozen=True, slots=True)
