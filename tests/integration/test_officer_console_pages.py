@@ -182,3 +182,38 @@ async def test_labels_are_indonesian_by_default_and_english_on_request(console) 
         english = await http.get("/login?lang=en")
         assert "Password" in english.text
         assert "Password" in (await http.get("/login")).text  # remembered
+
+
+async def test_a_session_ends_when_idle_and_is_written_at_most_once_a_minute(console, db) -> None:
+    async with client(console) as http:
+        await sign_in(http)
+        seen = await db.fetchval("SELECT last_seen_at FROM console_session")
+        assert (await http.get("/flagged")).status_code == 200
+        # Read again within the minute: the row is not written.
+        assert await db.fetchval("SELECT last_seen_at FROM console_session") == seen
+        await db.execute("UPDATE console_session SET last_seen_at = now() - interval '5 minutes'")
+        assert (await http.get("/flagged")).status_code == 200
+        touched = await db.fetchval("SELECT now() - last_seen_at FROM console_session")
+        assert touched.total_seconds() < 5
+        # Longer than the idle limit (30 minutes) without a request: signed out.
+        await db.execute("UPDATE console_session SET last_seen_at = now() - interval '31 minutes'")
+        assert (await http.get("/flagged")).status_code == 303
+
+
+async def test_a_token_records_its_last_use_at_most_once_a_minute(console, db) -> None:
+    token = await add_account(db, "tok", Role.OFFICER, ["7314"])
+    await db.execute(
+        "DELETE FROM api_token WHERE officer_id <> (SELECT officer_id FROM officer"
+        " WHERE username = 'tok')"
+    )
+    async with client(console, token) as http:
+        assert (await http.get("/api/v1/flagged")).status_code == 200
+        first = await db.fetchval("SELECT last_used_at FROM api_token")
+        assert first is not None
+        assert (await http.get("/api/v1/flagged")).status_code == 200
+        assert await db.fetchval("SELECT last_used_at FROM api_token") == first
+        await db.execute("UPDATE api_token SET last_used_at = now() - interval '2 minutes'")
+        assert (await http.get("/api/v1/flagged")).status_code == 200
+        assert await db.fetchval(
+            "SELECT last_used_at > now() - interval '5 seconds' FROM api_token"
+        )

@@ -146,6 +146,11 @@ async def issue_token(
     return token, expires
 
 
+# A session's last request, and a token's last use, are written at most once a minute: without
+# this, every page an officer reads would also write a row. The idle expiry is that much coarser.
+TOUCH_EVERY = "interval '60 seconds'"
+
+
 async def by_token(conn: asyncpg.Connection, token: str) -> Officer | None:
     """The enabled officer an unexpired, unrevoked API token belongs to."""
     if not token.startswith(credentials.TOKEN_PREFIX) or len(token) > 100:
@@ -153,9 +158,13 @@ async def by_token(conn: asyncpg.Connection, token: str) -> Officer | None:
     row = await conn.fetchrow(
         f"""
         WITH used AS (
-            UPDATE api_token SET last_used_at = now()
+            SELECT officer_id, last_used_at FROM api_token
             WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > now()
-            RETURNING officer_id
+        ), touched AS (
+            UPDATE api_token SET last_used_at = now()
+            WHERE token_hash = $1
+              AND coalesce((SELECT last_used_at FROM used), '-infinity') < now() - {TOUCH_EVERY}
+              AND EXISTS (SELECT 1 FROM used)
         )
         {_ACCOUNT} JOIN used USING (officer_id) WHERE o.disabled_at IS NULL
         """,
@@ -255,9 +264,12 @@ async def session(
     row = await conn.fetchrow(
         f"""
         WITH live AS (
-            UPDATE console_session SET last_seen_at = now()
+            SELECT officer_id, csrf_token, last_seen_at FROM console_session
             WHERE session_hash = $1 AND expires_at > now() AND last_seen_at > now() - $2::interval
-            RETURNING officer_id, csrf_token
+        ), touched AS (
+            UPDATE console_session SET last_seen_at = now()
+            WHERE session_hash = $1
+              AND (SELECT last_seen_at FROM live) < now() - {TOUCH_EVERY}
         )
         {_ACCOUNT.replace("FROM officer o", ", live.csrf_token FROM officer o")}
         JOIN live USING (officer_id) WHERE o.disabled_at IS NULL
