@@ -19,7 +19,15 @@ from ptsp_gate.config import Settings
 ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
-SERVICES = {"permit-checker": 9101, "enrolment-sync": 9102}
+SERVICES = {"permit-checker": 9101, "enrolment-sync": 9102, "officer-console": 9103}
+# The services that consume Kafka topics. The officer console is a web application over PostgreSQL
+# alone: the checks of topics, consumer groups, partitions and Kafka credentials leave it out.
+KAFKA_SERVICES = ("permit-checker", "enrolment-sync")
+CONSOLE = "officer-console"
+# The database role migration 0006 creates for the console, and the login role the deployments
+# make a member of it: never the schema's owner.
+CONSOLE_DB_ROLE = "ptsp_gate_console"
+CONSOLE_DB_LOGIN = "ptsp_gate_console_login"
 # The image the migrations run from, in compose and in Kubernetes: both images hold the core.
 MIGRATE_IMAGE_SERVICE = "permit-checker"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
@@ -99,6 +107,13 @@ def bind_mounts() -> Iterator[tuple[str, Path, str]]:
                 yield name, DEPLOY / source, target
 
 
+def database_url_user(url: str) -> str:
+    """The user of a postgresql:// URL whose password may be a compose ${VARIABLE:?message}."""
+    match = re.match(r"postgresql://([^:@/]+)[:@]", url)
+    assert match, url
+    return match.group(1)
+
+
 def mount_target(service: str, source: str) -> str:
     for name, path, target in bind_mounts():
         if name == service and path.resolve() == (DEPLOY / source).resolve():
@@ -133,12 +148,45 @@ def container(workload: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def config_maps_read(workload: dict[str, Any]) -> list[dict[str, str]]:
+    """The data of each ConfigMap a workload's container reads whole (envFrom)."""
+    maps = by_kind("ConfigMap")
+    return [
+        maps[source["configMapRef"]["name"]]["data"]
+        for source in container(workload).get("envFrom", [])
+        if "configMapRef" in source
+    ]
+
+
+def environment(workload: dict[str, Any]) -> dict[str, str | None]:
+    """The variables a workload's container gets, by name: a value, or None for a reference."""
+    names: dict[str, str | None] = {}
+    for data in config_maps_read(workload):
+        names.update(data)
+    for env in container(workload).get("env", []):
+        names[env["name"]] = env.get("value")
+    return names
+
+
 # --- the application -----------------------------------------------------------------------------
 
 
 def defaults() -> Settings:
     """The settings' defaults, whatever the environment running the tests sets."""
     return Settings.model_construct()
+
+
+def is_kafka_setting(name: str) -> bool:
+    """Whether an environment variable configures Kafka: the broker, its credentials, the topics
+    or the consumer groups."""
+    return "KAFKA" in name or name.startswith(
+        ("PTSP_GATE_TOPIC_", "PTSP_GATE_GROUP_", "PTSP_GATE_DLQ_")
+    )
+
+
+# Read by uvicorn, which serves every service: the proxies whose X-Forwarded-For is the client's
+# address (the officer console's, behind a TLS-terminating proxy).
+SERVER_ENV_NAMES = frozenset({"FORWARDED_ALLOW_IPS"})
 
 
 def settings_env_names() -> set[str]:

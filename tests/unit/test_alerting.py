@@ -153,6 +153,7 @@ def exposed_names() -> set[str]:
     registered exactly as the services register them."""
     metrics = Metrics()
     metrics.expose_enrolment_projection()  # as enrolment-sync does
+    metrics.expose_console()  # as officer-console does
     settings = Settings(
         kafka_bootstrap_servers=["127.0.0.1:9092"], kafka_security_protocol="PLAINTEXT"
     )
@@ -180,6 +181,12 @@ def test_every_referenced_metric_exists() -> None:
         unknown += [f"{where}: {name}" for name in sorted(names - known)]
     assert not unknown, "metrics no service exposes:\n" + "\n".join(unknown)
     assert {"ptsp_gate_decisions_total", "ptsp_gate_outbox_oldest_age_seconds", "up"} <= used
+    assert {
+        "ptsp_gate_console_requests_total",
+        "ptsp_gate_console_request_duration_seconds_bucket",
+        "ptsp_gate_console_failed_logins_total",
+        "ptsp_gate_override_settle_runs_total",
+    } <= used
 
 
 # --- Alert rules --------------------------------------------------------------------------

@@ -13,13 +13,21 @@ import jsonschema
 import pytest
 import yaml
 
+from ptsp_gate.adapters import migrations
 from tests.unit.deploy_files import (
+    CONSOLE,
+    CONSOLE_DB_LOGIN,
+    CONSOLE_DB_ROLE,
     DEPLOY,
+    KAFKA_SERVICES,
     ROOT,
+    SERVER_ENV_NAMES,
     SERVICES,
     bind_mounts,
     compose,
+    database_url_user,
     defaults,
+    is_kafka_setting,
     port_argument,
     ptsp_gate_services,
     settings_env_names,
@@ -61,6 +69,8 @@ def test_compose_parses_and_wires_the_services() -> None:
         "migrate",
         "permit-checker",
         "enrolment-sync",
+        "officer-console",
+        "console-role",
         "prometheus",
         "grafana",
     } <= set(services)
@@ -71,8 +81,52 @@ def test_compose_parses_and_wires_the_services() -> None:
         svc = services[name]
         assert svc["command"][:2] == ["run", name]
         assert svc["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        assert "DATABASE_URL" in svc["environment"]
+    for name in KAFKA_SERVICES:
+        svc = services[name]
         assert svc["depends_on"]["topics"]["condition"] == "service_completed_successfully"
-        assert set(svc["environment"]) >= {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"}
+        assert "KAFKA_BOOTSTRAP_SERVERS" in svc["environment"]
+    # The console waits for its login role rather than for Kafka, which it never reaches.
+    console = services[CONSOLE]
+    assert console["depends_on"]["console-role"]["condition"] == "service_completed_successfully"
+    assert not {"kafka", "topics"} & set(console["depends_on"])
+
+
+def test_the_console_gets_no_kafka_setting() -> None:
+    environment = compose()["services"][CONSOLE]["environment"]
+    assert "DATABASE_URL" in environment
+    assert not [name for name in environment if is_kafka_setting(name)]
+    # Its cookies stay Secure: a browser accepts them from http://localhost without TLS.
+    assert str(environment.get("PTSP_GATE_CONSOLE_SECURE_COOKIES", "true")).lower() == "true"
+
+
+def test_the_console_connects_as_a_login_role_member_of_the_console_role() -> None:
+    services = compose()["services"]
+    owner = services["postgres"]["environment"]["POSTGRES_USER"]
+    assert database_url_user(services["migrate"]["environment"]["DATABASE_URL"]) == owner
+    url = services[CONSOLE]["environment"]["DATABASE_URL"]
+    assert database_url_user(url) == CONSOLE_DB_LOGIN != owner
+    assert ":${CONSOLE_DB_PASSWORD:?" in url
+    # The role the login joins is the one the migrations create and grant the console's rights.
+    (grants,) = [m.sql for m in migrations.available() if m.name.startswith("0006_")]
+    assert f"CREATE ROLE {CONSOLE_DB_ROLE} NOLOGIN" in grants
+    assert f"TO {CONSOLE_DB_ROLE}" in grants
+    # A one-shot on the postgres image, as the owner, once the migrations have run.
+    one_shot = services["console-role"]
+    assert one_shot["image"] == services["postgres"]["image"]
+    assert one_shot["restart"] == "no"
+    assert one_shot["depends_on"] == {"migrate": {"condition": "service_completed_successfully"}}
+    one_shot_env = one_shot["environment"]
+    assert one_shot_env["PGUSER"] == owner
+    assert one_shot_env["PGPASSWORD"] == services["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    assert one_shot_env["CONSOLE_DB_PASSWORD"].startswith("${CONSOLE_DB_PASSWORD:?")
+    script = " ".join(one_shot["command"])
+    assert "ON_ERROR_STOP=1" in script
+    assert f"CREATE ROLE {CONSOLE_DB_LOGIN} LOGIN" in script
+    assert f"GRANT {CONSOLE_DB_ROLE} TO {CONSOLE_DB_LOGIN};" in script
+    # The password reaches psql from the environment, never on a command line.
+    assert "\\getenv password CONSOLE_DB_PASSWORD" in script
+    assert "$CONSOLE_DB_PASSWORD" not in script.replace("$$", "$")
 
 
 def test_compose_services_are_health_checked_on_ready_restarted_and_bounded() -> None:
@@ -80,6 +134,8 @@ def test_compose_services_are_health_checked_on_ready_restarted_and_bounded() ->
     for name, port in SERVICES.items():
         svc = services[name]
         assert port_argument(svc["command"]) == port
+        # Published to this host only: a proxy in front of it, or a browser on it.
+        assert svc["ports"] == [f"127.0.0.1:{port}:{port}"], name
         check = " ".join(svc["healthcheck"]["test"])
         # The image has Python and no curl.
         assert svc["healthcheck"]["test"][:2] == ["CMD", "python"]
@@ -91,7 +147,15 @@ def test_compose_services_are_health_checked_on_ready_restarted_and_bounded() ->
         assert svc["read_only"] is True
         assert any(t.split(":")[0] == "/tmp" for t in svc["tmpfs"])
         grace_s = int(svc["stop_grace_period"].removesuffix("s"))
-        assert grace_s >= 2 * float(svc["environment"]["PTSP_GATE_GRACEFUL_TIMEOUT_S"]) + 10
+        environment = svc["environment"]
+        if name in KAFKA_SERVICES:
+            # The consumer drains, then the outbox relay, each within the graceful timeout.
+            assert grace_s >= 2 * float(environment["PTSP_GATE_GRACEFUL_TIMEOUT_S"]) + 10, name
+        else:
+            # Requests in flight finish, each query within the statement timeout.
+            timeout_s = environment.get("PTSP_GATE_STATEMENT_TIMEOUT_S")
+            limit_s = float(timeout_s) if timeout_s else defaults().statement_timeout_s
+            assert grace_s >= limit_s + 10, name
     for name in ("kafka", "postgres", "prometheus", "grafana"):
         assert services[name]["restart"] == "unless-stopped", name
     for name in ("kafka", "postgres", "prometheus"):
@@ -128,7 +192,7 @@ def test_compose_creates_every_default_topic() -> None:
 
 
 def test_compose_sets_only_real_settings() -> None:
-    known = settings_env_names()
+    known = settings_env_names() | SERVER_ENV_NAMES
     services = ptsp_gate_services()
     assert {"migrate", *SERVICES} <= set(services)
     for name, svc in services.items():
@@ -146,7 +210,7 @@ def test_compose_secrets_come_from_the_env_file_example() -> None:
         if line and not line.startswith("#")
     }
     assert used == defined
-    assert {"POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"} <= used
+    assert {"POSTGRES_PASSWORD", "CONSOLE_DB_PASSWORD", "GRAFANA_ADMIN_PASSWORD"} <= used
     # Interpolated from deploy/.env, never written in the compose file.
     services = compose()["services"]
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith("${")

@@ -9,9 +9,11 @@ import shlex
 
 import pytest
 
+from ptsp_gate.runtime.registry import installed
 from tests.unit.deploy_files import (
     DEPLOY,
     K8S,
+    KAFKA_SERVICES,
     MIGRATE_IMAGE_SERVICE,
     ROOT,
     SERVICES,
@@ -67,6 +69,15 @@ def test_each_service_folder_holds_its_image_definition() -> None:
     for name in SERVICES:
         assert containerfile(name).is_file(), name
     assert not (DEPLOY / "Containerfile").exists()
+
+
+def test_every_installed_service_is_deployed_on_its_default_port() -> None:
+    # A service package added without an image, a compose service and manifests fails here.
+    entries = installed()
+    assert {name: entry.default_port for name, entry in entries.items()} == SERVICES
+    assert {name for name, entry in entries.items() if entry.kind == "consumer"} == set(
+        KAFKA_SERVICES
+    )
 
 
 def test_the_image_installs_the_production_lock_with_hashes_and_no_dependencies(

@@ -16,18 +16,30 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from ptsp_gate.adapters import migrations
 from ptsp_gate.config import Settings
 from ptsp_gate.policy import load_policy_book
+from ptsp_gate.runtime.registry import entry_for
 from ptsp_gate.runtime.service import Service, ServiceSpec
 from tests.unit.deploy_files import (
+    CONSOLE,
+    CONSOLE_DB_LOGIN,
+    CONSOLE_DB_ROLE,
     K8S,
+    KAFKA_SERVICES,
+    ROOT,
+    SERVER_ENV_NAMES,
     SERVICES,
     by_kind,
     compose,
+    config_maps_read,
     container,
+    database_url_user,
     defaults,
     docs,
+    environment,
     image_uid,
+    is_kafka_setting,
     load,
     manifest_files,
     pod_spec,
@@ -37,6 +49,9 @@ from tests.unit.deploy_files import (
 )
 
 PROBE_PATHS = {"/health", "/ready", "/metrics"}
+# The name of each service's one port: the Kafka services serve only metrics and probes on it;
+# the console its pages and API too, behind an Ingress.
+PORT_NAMES = {name: "metrics" for name in KAFKA_SERVICES} | {CONSOLE: "http"}
 # The oldest Kubernetes minor the manifests are meant for, and the newest the schemas know.
 K8S_VERSIONS = ("1.29", kubernetes_validate.utils.latest_version())
 CRD_KINDS = {"PodMonitor", "PrometheusRule", "ServiceMonitor"}
@@ -59,6 +74,42 @@ def _graceful_timeout_s() -> float:
 
 def _secret_examples() -> dict[str, dict[str, Any]]:
     return {d["metadata"]["name"]: d for d in docs(K8S / "secret.example.yaml")}
+
+
+def _database_url_key(workload: dict[str, Any]) -> tuple[str, str]:
+    """The Secret and key a workload's DATABASE_URL comes from."""
+    (env,) = [e for e in container(workload)["env"] if e["name"] == "DATABASE_URL"]
+    ref = env["valueFrom"]["secretKeyRef"]
+    return ref["name"], ref["key"]
+
+
+def _status(app: Any, path: str, port: int) -> int:
+    """The status an ASGI app answers a GET of `path` with, called without its lifespan (so
+    without a broker or database)."""
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [],
+        "server": ("127.0.0.1", port),
+        "client": ("127.0.0.1", 50000),
+    }
+    asyncio.run(app(scope, receive, send))
+    return int(sent[0]["status"])
 
 
 @pytest.mark.parametrize("path", manifest_files(), ids=lambda p: str(p.relative_to(K8S)))
@@ -115,12 +166,18 @@ def test_kustomize_renders_both_entry_points() -> None:
 
 
 def test_kubernetes_sets_only_real_settings() -> None:
-    known = settings_env_names()
-    config = by_kind("ConfigMap")["ptsp-gate-config"]["data"]
-    assert not set(config) - known, set(config) - known
+    known = settings_env_names() | SERVER_ENV_NAMES
+    config_maps = by_kind("ConfigMap")
+    assert {"ptsp-gate-config", "ptsp-gate-console-config"} <= set(config_maps)
+    for name, config_map in config_maps.items():
+        assert not set(config_map["data"]) - known, (name, set(config_map["data"]) - known)
     for workload in workloads():
         names = {e["name"] for e in container(workload).get("env", [])}
         assert not names - known, (workload["metadata"]["name"], names - known)
+        for env in container(workload).get("env", []):
+            ref = env.get("valueFrom", {}).get("configMapKeyRef")
+            if ref:
+                assert ref["key"] in config_maps[ref["name"]]["data"], ref
 
 
 def test_deployments_run_each_service_with_probes_the_app_serves() -> None:
@@ -130,9 +187,10 @@ def test_deployments_run_each_service_with_probes_the_app_serves() -> None:
     for name, port in SERVICES.items():
         deployment = deployments[name]
         spec = container(deployment)
+        port_name = PORT_NAMES[name]
         assert spec["args"] == ["run", name, "--port", str(port)]
-        (metrics_port,) = spec["ports"]
-        assert metrics_port == {"name": "metrics", "containerPort": port, "protocol": "TCP"}
+        (only_port,) = spec["ports"]
+        assert only_port == {"name": port_name, "containerPort": port, "protocol": "TCP"}
         probes = {
             kind: spec[kind]["httpGet"]
             for kind in ("startupProbe", "livenessProbe", "readinessProbe")
@@ -140,7 +198,7 @@ def test_deployments_run_each_service_with_probes_the_app_serves() -> None:
         assert probes["livenessProbe"]["path"] == "/health"
         assert probes["readinessProbe"]["path"] == "/ready"
         assert probes["startupProbe"]["path"] == "/health"
-        assert all(p["port"] in {"metrics", port} for p in probes.values())
+        assert all(p["port"] in {port_name, port} for p in probes.values())
         # /ready checks the broker, then PostgreSQL, each within 2 s.
         assert spec["readinessProbe"]["timeoutSeconds"] > 4
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
@@ -152,9 +210,10 @@ def test_deployments_run_each_service_with_probes_the_app_serves() -> None:
         service = k8s_services[name]
         assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
         assert service["spec"]["ports"] == [
-            {"name": "metrics", "port": port, "targetPort": "metrics", "protocol": "TCP"}
+            {"name": port_name, "port": port, "targetPort": port_name, "protocol": "TCP"}
         ]
-        assert service["spec"]["publishNotReadyAddresses"] is True
+        # An idle consumer's metrics stay reachable; officers reach only a console that is ready.
+        assert service["spec"].get("publishNotReadyAddresses", False) is (name in KAFKA_SERVICES)
         resources_ = spec["resources"]
         assert resources_["requests"]["cpu"]
         assert resources_["requests"]["memory"]
@@ -174,36 +233,19 @@ def test_the_probe_and_metrics_paths_are_routes_of_the_app() -> None:
     )
     app = Service(spec, settings).asgi_app()
     assert {path for path, _ in app.routes} >= PROBE_PATHS
-
-    async def status(path: str) -> int:
-        sent: list[MutableMapping[str, Any]] = []
-
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message: MutableMapping[str, Any]) -> None:
-            sent.append(message)
-
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": b"",
-            "headers": [],
-            "server": ("127.0.0.1", 9101),
-            "client": ("127.0.0.1", 50000),
-        }
-        await app(scope, receive, send)
-        return int(sent[0]["status"])
-
     # Liveness and metrics answer without a broker or database; readiness needs both.
-    assert asyncio.run(status("/health")) == 200
-    assert asyncio.run(status("/metrics")) == 200
+    assert _status(app, "/health", SERVICES["permit-checker"]) == 200
+    assert _status(app, "/metrics", SERVICES["permit-checker"]) == 200
+
+
+def test_the_probe_and_metrics_paths_are_routes_of_the_console() -> None:
+    settings = Settings(database_url="postgresql://x@127.0.0.1:9/x")
+    app = entry_for(CONSOLE).web(settings, load_policy_book(None)).asgi_app()
+    assert {getattr(route, "path", None) for route in app.routes} >= PROBE_PATHS
+    # Liveness and metrics answer without a database, readiness needs it.
+    assert _status(app, "/health", SERVICES[CONSOLE]) == 200
+    assert _status(app, "/metrics", SERVICES[CONSOLE]) == 200
+    assert _status(app, "/ready", SERVICES[CONSOLE]) == 503
 
 
 def test_pods_run_as_the_image_user_without_privileges() -> None:
@@ -225,16 +267,19 @@ def test_pods_run_as_the_image_user_without_privileges() -> None:
 
 def test_deployments_have_a_writable_tmp_and_their_secret_files_mounted() -> None:
     config = by_kind("ConfigMap")["ptsp-gate-config"]["data"]
+    assert "PTSP_GATE_KAFKA_SASL_PASSWORD_FILE" in config
     secrets = _secret_examples()
-    file_settings = {
-        k: v for k, v in config.items() if k.endswith(("_FILE", "_CAFILE", "_CERTFILE", "_KEYFILE"))
-    }
-    assert "PTSP_GATE_KAFKA_SASL_PASSWORD_FILE" in file_settings
     for deployment in by_kind("Deployment").values():
         pod = pod_spec(deployment)
         volumes = {v["name"]: v for v in pod["volumes"]}
         mounts = {m["mountPath"]: volumes[m["name"]] for m in container(deployment)["volumeMounts"]}
         assert "emptyDir" in mounts["/tmp"]
+        file_settings = {
+            k: v
+            for data in config_maps_read(deployment)
+            for k, v in data.items()
+            if k.endswith(("_FILE", "_CAFILE", "_CERTFILE", "_KEYFILE"))
+        }
         for setting, file_path in file_settings.items():
             directory, _, key = file_path.rpartition("/")
             volume = mounts[directory]
@@ -258,16 +303,85 @@ def test_every_secret_reference_names_a_key_of_the_secret_example() -> None:
     assert {e["name"] for e in database["env"]} >= {"DATABASE_URL"}
 
 
+def test_the_console_connects_with_a_database_login_of_its_own() -> None:
+    secrets = _secret_examples()
+    deployments = by_kind("Deployment")
+    owner_key = _database_url_key(by_kind("Job")["ptsp-gate-migrate"])
+    for name in KAFKA_SERVICES:
+        assert _database_url_key(deployments[name]) == owner_key, name
+    console_key = _database_url_key(deployments[CONSOLE])
+    assert console_key != owner_key
+    owner_url = secrets[owner_key[0]]["stringData"][owner_key[1]]
+    console_url = secrets[console_key[0]]["stringData"][console_key[1]]
+    assert database_url_user(console_url) == CONSOLE_DB_LOGIN != database_url_user(owner_url)
+
+
+def _console_grants(sql: str) -> set[str]:
+    """The GRANT statements to the console's role in SQL text, whitespace collapsed."""
+    pattern = rf"\bGRANT\s[^;]*?\sTO\s+{CONSOLE_DB_ROLE}\s*;"
+    return {" ".join(statement.split()) for statement in re.findall(pattern, sql)}
+
+
+def test_the_runbook_grants_the_console_role_what_the_migrations_grant() -> None:
+    # Where the migrating user may not create roles, an administrator runs the runbook's grants
+    # by hand: they must be the migrations' own, no more and no fewer.
+    granted = set().union(*(_console_grants(m.sql) for m in migrations.available()))
+    assert len(granted) >= 6
+    runbook = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    assert _console_grants(runbook) == granted
+    assert f"IN ROLE {CONSOLE_DB_ROLE};" in runbook
+
+
+def test_the_console_gets_no_kafka_setting_or_credential() -> None:
+    console = by_kind("Deployment")[CONSOLE]
+    variables = environment(console)
+    assert "DATABASE_URL" in variables
+    assert not [name for name in variables if is_kafka_setting(name)]
+    secrets = {
+        volume["secret"]["secretName"]
+        for volume in pod_spec(console)["volumes"]
+        if "secret" in volume
+    }
+    assert "ptsp-gate-kafka" not in secrets
+    # Behind the Ingress' TLS its cookies are Secure, and must stay so.
+    assert variables["PTSP_GATE_CONSOLE_SECURE_COOKIES"] == "true"
+    # Both ends of an override's rules read one re-decision window.
+    (window,) = [
+        e for e in container(console)["env"] if e["name"] == "PTSP_GATE_REDECIDE_WINDOW_DAYS"
+    ]
+    assert window["valueFrom"]["configMapKeyRef"]["name"] == "ptsp-gate-config"
+    for name in KAFKA_SERVICES:
+        assert "PTSP_GATE_REDECIDE_WINDOW_DAYS" in environment(by_kind("Deployment")[name])
+
+
 def test_termination_grace_covers_both_drain_steps() -> None:
     # The consumer drains, then the outbox relay: each may take the graceful timeout.
     needed = 2 * _graceful_timeout_s() + 10
-    for deployment in by_kind("Deployment").values():
-        assert pod_spec(deployment)["terminationGracePeriodSeconds"] >= needed
+    deployments = by_kind("Deployment")
+    for name in KAFKA_SERVICES:
+        assert pod_spec(deployments[name])["terminationGracePeriodSeconds"] >= needed
+
+
+def test_termination_grace_lets_the_console_finish_its_requests() -> None:
+    console = by_kind("Deployment")[CONSOLE]
+    configured = environment(console).get("PTSP_GATE_STATEMENT_TIMEOUT_S")
+    needed = float(configured) if configured else defaults().statement_timeout_s
+    pre_stop = container(console).get("lifecycle", {}).get("preStop", {})
+    command = pre_stop.get("exec", {}).get("command", [])
+    if command:
+        assert command[:1] == ["sleep"], command
+        needed += float(command[1])
+    assert pod_spec(console)["terminationGracePeriodSeconds"] >= needed + 10
 
 
 def test_replicas_fit_the_partitions_and_rollouts_never_add_a_consumer() -> None:
     partitions = _default_partitions()
-    for deployment in by_kind("Deployment").values():
-        spec = deployment["spec"]
+    deployments = by_kind("Deployment")
+    for name in KAFKA_SERVICES:
+        spec = deployments[name]["spec"]
         assert 1 <= spec["replicas"] <= partitions
         assert spec["strategy"]["rollingUpdate"]["maxSurge"] == 0
+    # No consumer group: the console keeps every replica serving while a new one starts.
+    spec = deployments[CONSOLE]["spec"]
+    assert spec["replicas"] >= 2
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0

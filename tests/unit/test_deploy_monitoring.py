@@ -26,6 +26,7 @@ from tests.unit.deploy_files import (
     SERVICES,
     by_kind,
     compose,
+    container,
     docs,
     load,
     mount_target,
@@ -140,25 +141,64 @@ def test_podmonitor_selects_the_service_pods_and_names_jobs_as_compose_does() ->
     (monitor,) = docs(K8S / "prometheus-operator" / "podmonitor.yaml")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["kind"] == "PodMonitor"
-    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
-    assert endpoint["port"] == "metrics"
-    assert endpoint["path"] == "/metrics"
+    endpoints = {e["port"]: e for e in monitor["spec"]["podMetricsEndpoints"]}
+    assert len(endpoints) == len(monitor["spec"]["podMetricsEndpoints"])
+    assert all(e["path"] == "/metrics" for e in endpoints.values())
     selector = monitor["spec"]["selector"]
     (expression,) = selector["matchExpressions"]
     job_label = monitor["spec"]["jobLabel"]
     compose_jobs = {job["job_name"] for job in load(PROMETHEUS_CONFIG)["scrape_configs"]}
-    for name, deployment in by_kind("Deployment").items():
+    deployments = by_kind("Deployment")
+    assert set(deployments) == set(SERVICES)
+    for name, deployment in deployments.items():
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert selector["matchLabels"].items() <= labels.items()
         assert labels[expression["key"]] in expression["values"]
         assert labels[job_label] == name
         assert name in compose_jobs
+        # An endpoint scrapes the pods with a port of its name: each service's port has one.
+        (port,) = container(deployment)["ports"]
+        assert port["containerPort"] == SERVICES[name]
+        assert port["name"] in endpoints, name
     assert (
         by_kind("Job")["ptsp-gate-migrate"]["spec"]["template"]["metadata"]["labels"][
             expression["key"]
         ]
         not in expression["values"]
     )
+
+
+def _job_matchers(expr: str) -> set[str]:
+    """The jobs a PromQL expression's job="..." and job=~"a|b" matchers name."""
+    jobs: set[str] = set()
+    for operator, value in re.findall(r'\bjob\s*(=~|=)\s*"([^"]*)"', expr):
+        if "$" in value:
+            continue  # a Grafana variable, checked below
+        jobs.update(value.split("|") if operator == "=~" else [value])
+    return jobs
+
+
+def test_rules_and_dashboards_select_only_jobs_prometheus_scrapes() -> None:
+    scraped = {job["job_name"] for job in load(PROMETHEUS_CONFIG)["scrape_configs"]}
+    assert set(SERVICES) <= scraped
+    rules = [rule for group in load(RULES)["groups"] for rule in group["rules"]]
+    selected: set[str] = set()
+    for rule in rules:
+        jobs = _job_matchers(rule["expr"])
+        assert jobs <= scraped, (rule.get("alert") or rule.get("record"), jobs - scraped)
+        selected |= jobs
+    # Every service has rules of its own.
+    assert set(SERVICES) <= selected
+    for path in sorted((DEPLOY / "grafana" / "dashboards").glob("*.json")):
+        dashboard = json.loads(path.read_text(encoding="utf-8"))
+        for node in walk(dashboard):
+            expr = node.get("expr")
+            if isinstance(expr, str):
+                assert _job_matchers(expr) <= scraped, (path.name, expr)
+        # "All" in the service picker means every service.
+        (job,) = [v for v in dashboard["templating"]["list"] if v["name"] == "job"]
+        assert set(job["allValue"].split("|")) == set(SERVICES), path.name
+        assert _job_matchers(job["query"]["query"]) == set(SERVICES), path.name
 
 
 def prometheus_rule_text() -> str:
