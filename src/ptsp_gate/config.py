@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     console_session_hours: float = Field(default=8.0, gt=0, le=24)
     console_idle_minutes: float = Field(default=30.0, gt=0, le=24 * 60)
     console_secure_cookies: bool = True
+    # How often the console computes the last twelve months' coverage figures of every region
+    # ahead, for its dashboard and the API's default question.
+    console_figures_refresh_s: float = Field(default=300.0, ge=10, le=3_600)
     # Single sign-on with OpenID Connect, for provinces that run an identity provider: the
     # issuer (its discovery document is ISSUER/.well-known/openid-configuration), this console's
     # client at it, and the redirect URL registered there (https://HOST/login/oidc/callback).

@@ -336,3 +336,23 @@ async def test_account_commands(db, db_dsn, tmp_path) -> None:
         "TOKEN_ISSUED",
         "OFFICER_DISABLED",
     ]
+
+
+async def test_the_last_twelve_months_are_computed_ahead_and_other_periods_now(world, db) -> None:
+    console, tokens = world
+    ahead = console.figures.rows(None)
+    assert ahead is not None
+    async with client(console, tokens["ana"]) as http:
+        default = (await http.get("/api/v1/coverage")).json()
+        assert default["as_of"] == ahead.as_of.isoformat().replace("+00:00", "Z")
+        assert {r["region_code"] for r in default["items"]} == {"7314"}
+        asked = (await http.get("/api/v1/coverage", params={"from": "2025-12-01"})).json()
+        assert asked["as_of"] > default["as_of"]  # computed for the question
+        assert asked["items"] == default["items"]
+        # Figures that missed two refreshes are not served: computed again for the page.
+        console.figures._figures = type(ahead)(ahead.rows, ahead.as_of.replace(year=2020))
+        fresh = (await http.get("/api/v1/coverage")).json()
+        assert fresh["as_of"] > default["as_of"]
+        assert fresh["items"] == default["items"]
+        page = await http.get("/")
+    assert page.status_code in (200, 303)

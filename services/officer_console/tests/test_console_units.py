@@ -86,3 +86,24 @@ def test_the_chart_is_plain_svg_with_one_bar_part_per_outcome_and_month() -> Non
     assert svg.count('class="bar cleared"') == 3 + 1  # three months and the legend
     assert charts.totals(rows)["conversion"] == 1.0
     assert charts.by_month([], "id").startswith("<svg")
+
+
+def test_figures_computed_ahead_are_filtered_by_region_and_dropped_when_stale() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from ptsp_gate_officer_console.figures import Figures, FiguresCache, months_back
+
+    cache = FiguresCache(every_s=300, timezone="Asia/Jakarta", window_days=90)
+    assert cache.rows(None) is None  # nothing computed yet: the caller computes
+    rows = [{"region_code": "7314", "n": 1}, {"region_code": "3319", "n": 2}]
+    cache._figures = Figures(rows, datetime.now(UTC))
+    ready = cache.rows(["7314"])
+    assert ready is not None
+    assert ready.rows == [{"region_code": "7314", "n": 1}]
+    assert cache.rows(None) is not None
+    assert cache.rows([]) is not None
+    cache._figures = Figures(rows, datetime.now(UTC) - timedelta(seconds=601))
+    assert cache.rows(None) is None  # two refreshes missed: no longer served
+    now = datetime(2026, 11, 30, 23, 0, tzinfo=UTC)
+    assert months_back(now, 12) == datetime(2025, 12, 1, tzinfo=UTC)
+    assert months_back(now, 1) == datetime(2026, 11, 1, tzinfo=UTC)

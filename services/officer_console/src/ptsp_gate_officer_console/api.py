@@ -136,6 +136,10 @@ async def employer(
 
 class CoverageRows(BaseModel):
     items: list[dict[str, Any]]
+    as_of: datetime = Field(
+        description="when the figures were computed: those of the last twelve months (no `from`"
+        " or `to`) are computed ahead, every PTSP_GATE_CONSOLE_FIGURES_REFRESH_S"
+    )
 
 
 # Periods are calendar months in Western Indonesia Time, as `ptsp-gate coverage` counts them.
@@ -158,17 +162,18 @@ async def coverage(
     """Monthly figures (calendar months in Asia/Jakarta time) per region: applications by
     outcome, employers flagged, how many were cleared and how fast. `from` and `to` are
     dates; the last twelve months by default."""
-    settings = request.app.state.console.settings
-    rows = await workspace.coverage_figures(
+    console = request.app.state.console
+    rows, as_of = await workspace.coverage_figures(
         conn,
         who,
         region=region,
         since=_start(from_),
         until=_start(to),
         timezone=TIMEZONE,
-        window_days=settings.redecide_window_days,
+        window_days=console.settings.redecide_window_days,
+        ahead=console.figures,
     )
-    return CoverageRows(items=rows)
+    return CoverageRows(items=rows, as_of=as_of)
 
 
 class AuditEvent(BaseModel):

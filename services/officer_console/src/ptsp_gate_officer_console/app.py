@@ -27,6 +27,7 @@ from ptsp_gate.observability.metrics import Metrics
 from ptsp_gate.policy import PolicyBook
 from ptsp_gate.runtime.service import StartupError
 from ptsp_gate_officer_console import api, pages, workspace
+from ptsp_gate_officer_console.figures import FiguresCache
 from ptsp_gate_officer_console.resources import STATIC_DIR
 from ptsp_gate_officer_console.security import SECURITY_HEADERS, CookieNames, Throttle
 from ptsp_gate_officer_console.sso import SingleSignOn
@@ -56,6 +57,10 @@ class ConsoleService:
         self.cookies = CookieNames.for_settings(settings)
         self.throttle = Throttle()
         self.pool: asyncpg.Pool | None = None
+        self.figures = FiguresCache(
+            settings.console_figures_refresh_s, api.TIMEZONE, settings.redecide_window_days
+        )
+        self._figures_task: asyncio.Task[None] | None = None
         # `sso_transport` lets tests put an identity provider in the same process.
         self.sso = SingleSignOn(settings, sso_transport) if settings.console_oidc_issuer else None
 
@@ -81,9 +86,21 @@ class ConsoleService:
             raise StartupError(
                 f"database schema is behind ({', '.join(missing)}): run `ptsp-gate migrate`"
             )
+        # Computed before the first page, so that no officer waits for a year of history.
+        try:
+            async with self.pool.acquire() as conn:
+                await self.figures.refresh(conn)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("coverage figures not computed", error=f"{type(exc).__name__}: {exc}")
+        self._figures_task = asyncio.create_task(self.figures.keep(self.pool), name="figures")
         log.info("service started", service=self.name)
 
     async def release(self) -> None:
+        if self._figures_task is not None:
+            self._figures_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._figures_task
+            self._figures_task = None
         if self.sso is not None:
             await self.sso.close()
         if self.pool is not None:

@@ -74,6 +74,10 @@ _TEXT: dict[str, tuple[str, str]] = {
     "conversion": ("Konversi", "Conversion"),
     "applications_by_month": ("Permohonan per bulan", "Applications by month"),
     "month": ("Bulan", "Month"),
+    "figures_as_of": (
+        "Angka bulanan dihitung pada",
+        "Monthly figures computed at",
+    ),
     "applications": ("Permohonan", "Applications"),
     "employer": ("Pelaku usaha", "Employer"),
     "enrolment": ("Kepesertaan BPJS Ketenagakerjaan", "BPJS Ketenagakerjaan enrolment"),

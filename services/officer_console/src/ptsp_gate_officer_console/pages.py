@@ -356,17 +356,17 @@ async def dashboard(
 ) -> HTMLResponse:
     officer = who.officer
     region = region or (officer.regions[0] if len(officer.regions) == 1 else None)
-    settings = request.app.state.console.settings
-    async with conn.transaction():
-        rows = await workspace.coverage_figures(
-            conn,
-            caller(who, request),
-            region=region,
-            since=None,
-            until=None,
-            timezone=api.TIMEZONE,
-            window_days=settings.redecide_window_days,
-        )
+    console = request.app.state.console
+    rows, as_of = await workspace.coverage_figures(
+        conn,
+        caller(who, request),
+        region=region,
+        since=None,
+        until=None,
+        timezone=api.TIMEZONE,
+        window_days=console.settings.redecide_window_days,
+        ahead=console.figures,
+    )
     regions = workspace.regions_asked(officer, region)
     flagged_now = await workspace.flagged_count(conn, regions)
     totals = charts.totals(rows)
@@ -379,6 +379,7 @@ async def dashboard(
         flagged_now=flagged_now,
         totals=totals,
         chart=charts.by_month(rows, language(request)),
+        figures_as_of=as_of,
         months=charts.monthly(rows),
     )
 

@@ -19,6 +19,7 @@ from ptsp_gate.accounts.roles import Officer, mask_npwp
 from ptsp_gate.policy.overrides import Scope
 from ptsp_gate.stores import audit, coverage, cursors, officer_queries, overrides
 from ptsp_gate.stores.audit import Action
+from ptsp_gate_officer_console.figures import MONTHS, FiguresCache, months_back
 
 MAX_PAGE = 500
 SEARCH_LIMIT = 50
@@ -228,13 +229,6 @@ async def export(
     return target, rows
 
 
-def _months_back(now: datetime, months: int) -> datetime:
-    start = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    for _ in range(months - 1):
-        start = (start - timedelta(days=1)).replace(day=1)
-    return start
-
-
 async def coverage_figures(
     conn: asyncpg.Connection,
     caller: Caller,
@@ -244,33 +238,40 @@ async def coverage_figures(
     until: datetime | None,
     timezone: str,
     window_days: int,
-) -> list[dict[str, Any]]:
-    """Monthly coverage figures for the region asked (or each of the officer's)."""
+    ahead: FiguresCache | None = None,
+) -> tuple[list[dict[str, Any]], datetime]:
+    """Monthly coverage figures for the region asked (or each of the officer's), and when they
+    were computed: the last twelve months from the figures computed ahead when the question is
+    that one and they are there, else computed now."""
     regions = await _scope_of(conn, caller, region, "coverage")
     now = datetime.now(UTC)
-    since = since or _months_back(now, 12)
-    until = until or now + timedelta(seconds=1)
-    if until <= since:
-        raise BadRequest("`to` must be after `from`")
-    if until - since > timedelta(days=3700):
-        raise BadRequest("ask for at most ten years at once")
-    rows: list[dict[str, Any]] = []
-    for one in regions if regions is not None else [None]:
-        question = coverage.Question(
-            since=since,
-            until=until,
-            by="month",
-            timezone=timezone,
-            region=one,
-            window_days=window_days,
-            now=now,
-        )
-        rows += [f.row() for f in await coverage.report(conn, question)]
+    ready = ahead.rows(regions) if ahead is not None and since is None and until is None else None
+    if ready is not None:
+        rows, as_of = ready.rows, ready.as_of
+    else:
+        since = since or months_back(now, MONTHS)
+        until = until or now + timedelta(seconds=1)
+        if until <= since:
+            raise BadRequest("`to` must be after `from`")
+        if until - since > timedelta(days=3700):
+            raise BadRequest("ask for at most ten years at once")
+        rows, as_of = [], now
+        for one in regions if regions is not None else [None]:
+            question = coverage.Question(
+                since=since,
+                until=until,
+                by="month",
+                timezone=timezone,
+                region=one,
+                window_days=window_days,
+                now=now,
+            )
+            rows += [f.row() for f in await coverage.report(conn, question)]
     await audit.record(
         conn,
         caller.event(Action.COVERAGE_VIEWED, subject=region, regions=regions or []),
     )
-    return rows
+    return rows, as_of
 
 
 async def flagged_count(conn: asyncpg.Connection, regions: Sequence[str] | None) -> int:
