@@ -170,6 +170,13 @@ ENROLMENT_FIELDS: tuple[str, ...] = tuple(EnrolmentState.model_fields)
 
 
 class Reason(BaseModel):
+    """One reason for the outcome. `details.effect` is `block`, `pending` or `advisory`; the other
+    details depend on the code. Those of `OFFICER_OVERRIDE` (advisory, on a CLEARED decision
+    that supersedes a BLOCKED or PENDING one) are `override_id`, `scope` (APPLICATION or
+    EMPLOYER), `overridden` (the codes set aside, each with its effect), `legal_basis`,
+    `document_ref`, `asked_by`, `approved_by` (a list), `granted_at` and `expires_at`; when the
+    override ends, the application is decided again."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     code: ReasonCode
