@@ -178,6 +178,11 @@ REFUSALS = {
         "signature",
     ),
     "a token endpoint error": ({"token_status": 500}, None, "answered 500"),
+    "an error no standard defines": (
+        {},
+        lambda p: {"error": "<script>alert(1)</script>", "state": p["state"]},
+        "an unlisted error",
+    ),
     "a provider that refused": (
         {},
         lambda p: {"error": "access_denied", "state": p["state"]},
@@ -245,3 +250,17 @@ async def test_a_provider_naming_another_issuer_is_not_trusted(provider_and_cons
         away = await http.get("/login/oidc")
         assert away.status_code == 503
         assert "SSO" in away.text
+
+
+async def test_failed_callbacks_from_one_address_are_throttled(provider_and_console, db) -> None:
+    _, console = provider_and_console
+    async with client(console) as http:
+        answers = [
+            (await http.get("/login/oidc/callback", params={"error": "access_denied"})).status_code
+            for _ in range(21)
+        ]
+    assert answers[:20] == [401] * 20
+    assert answers[20] == 429
+    assert "<script>" not in str(
+        await db.fetch("SELECT detail FROM audit_event WHERE action = 'LOGIN_FAILED'")
+    )

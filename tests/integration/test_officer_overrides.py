@@ -5,6 +5,7 @@ every refusal the console gives, over a real PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ import pytest
 
 from ptsp_gate import demo
 from ptsp_gate.accounts.roles import Role
+from ptsp_gate.stores import overrides
 from tests.integration.conftest import eventually
 from tests.integration.console_support import add_account, client, running_console
 from tests.integration.support import decisions, read_topic, send, services
@@ -379,3 +381,43 @@ async def test_the_override_list_is_scoped_and_paged(world, db) -> None:
     async with client(console, tokens["sari"]) as sari:
         assert (await sari.get("/api/v1/overrides")).json()["items"] == []
         assert (await sari.get(f"/api/v1/overrides/{ids[0]}")).status_code == 404
+
+
+async def test_a_grant_waits_for_no_window_and_a_revoke_waits_for_decisions_under_it(
+    world, db, db_dsn
+) -> None:
+    console, tokens = world
+    async with client(console, tokens["ana"]) as ana:
+        late = (await ana.post("/api/v1/overrides", json=_asked(application_id="OSS-0"))).json()
+        oid = (await ana.post("/api/v1/overrides", json=_asked(application_id="OSS-4"))).json()
+    # OSS-0 leaves the re-decision window before it is granted: the grant is refused.
+    for table in ("permit_application", "application_standing"):
+        await db.execute(
+            f"UPDATE {table} SET submitted_at = submitted_at - interval '100 days'"
+            " WHERE application_id = 'OSS-0'"
+        )
+    async with client(console, tokens["budi"]) as budi:
+        refused = await budi.post(f"/api/v1/overrides/{late['override_id']}/approve")
+        assert refused.status_code == 409
+        assert "no longer decided again" in refused.json()["error"]
+        assert (
+            await budi.post(f"/api/v1/overrides/{oid['override_id']}/approve")
+        ).status_code == 200
+        # A decider holding the grant (a permit-checker batch deciding under it) delays the
+        # revocation until it has committed, so that settling the revocation then sees its
+        # decisions.
+        decider = await asyncpg.connect(db_dsn)
+        try:
+            async with decider.transaction():
+                held = await overrides.in_force(decider, ["OSS-4"], [_nib(4)], datetime.now(UTC))
+                assert [str(g.override_id) for g in held] == [oid["override_id"]]
+                revoking = asyncio.ensure_future(
+                    budi.post(f"/api/v1/overrides/{oid['override_id']}/revoke")
+                )
+                done, _ = await asyncio.wait({revoking}, timeout=1.0)
+                assert not done  # waiting for the decider
+            answer = await revoking
+            assert answer.status_code == 200
+            assert answer.json()["state"] == "REVOKED"
+        finally:
+            await decider.close()

@@ -24,7 +24,7 @@ from ptsp_gate.runtime.in_memory import InMemory, Record
 from ptsp_gate.stores import compliance
 from ptsp_gate.stores.decisions import LARGE_BATCH, store_decisions
 from ptsp_gate.stores.memory import MemoryOverride
-from ptsp_gate.stores.unit_of_work import DecisionToStore, postgres_transactions
+from ptsp_gate.stores.unit_of_work import DecisionToStore, PostgresStore, postgres_transactions
 from ptsp_gate_enrolment_sync.sync import EnrolmentSync
 from ptsp_gate_permit_checker.checker import PermitChecker
 from ptsp_gate_permit_checker.sweep import settle_overrides_once, sweep_once
@@ -330,3 +330,54 @@ async def test_both_stores_apply_and_end_overrides_alike(pool: asyncpg.Pool) -> 
     assert len(outcomes) == sum(steps)
     states = dict(await pool.fetch("SELECT override_id, state FROM officer_override"))
     assert states == {grants[0].override_id: "EXPIRED", grants[1].override_id: "REVOKED"}
+
+
+async def test_a_decision_committed_after_its_grant_was_applied_is_caught_again(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A permit-checker batch that read the grants before a grant committed, and stored its
+    # decision after the grant was applied: the next settling, within the grace period, decides
+    # that application again under the grant.
+    ctx = on_postgres(pool)
+    enrolments, applications = WORLD.enrolments(), WORLD.applications()
+    await EnrolmentSync(ctx).handle_batch(
+        [enrolments.record(*demo.enrolment_record(demo.enrolment(51, arrears=5, now=NOW)))]
+    )
+    ana = await pool.fetchval(
+        "INSERT INTO officer (username, role) VALUES ('ana', 'officer') RETURNING officer_id"
+    )
+    budi = await pool.fetchval(
+        "INSERT INTO officer (username, role) VALUES ('budi', 'supervisor') RETURNING officer_id"
+    )
+    oid = await pool.fetchval(
+        """
+        INSERT INTO officer_override (scope, nib, region_code, legal_basis, document_ref, reason,
+            expires_at, asked_by, asked_at, state, decided_by, decided_at)
+        VALUES ('EMPLOYER', $1, '7314', 'Perbup 12/2026', 'SK-51', 'r', $2, $3, $4, 'GRANTED',
+            $5, $4)
+        RETURNING override_id
+        """,
+        demo.nib(51),
+        NOW + timedelta(days=10),
+        ana,
+        NOW - timedelta(minutes=1),
+        budi,
+    )
+    assert await settle_overrides_once(ctx) == []  # nothing open yet: applied to nothing
+    assert await pool.fetchval("SELECT applied_at FROM officer_override") is not None
+
+    async def before_the_grant(self: Any, *args: Any) -> list[Any]:
+        return []
+
+    with monkeypatch.context() as patched:
+        patched.setattr(PostgresStore, "grants", before_the_grant)
+        await PermitChecker(ctx).handle_batch(
+            [applications.record(*demo.application_record(demo.application(51, now=NOW)))]
+        )
+    assert await pool.fetchval("SELECT outcome FROM compliance_decision") == "BLOCKED"
+    (change,) = await settle_overrides_once(ctx)
+    assert change.decision.outcome.value == "CLEARED"
+    assert change.decision.reasons[0].details["override_id"] == str(oid)
+    # Past the grace period, settling no longer looks at it.
+    later = dataclasses.replace(ctx, clock=lambda: NOW + timedelta(hours=1))
+    assert await settle_overrides_once(later) == []

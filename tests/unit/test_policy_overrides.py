@@ -47,6 +47,7 @@ CHOICES = {
     "the employer's": ([EMPLOYER], 2),
     "the application's before the employer's": ([EMPLOYER, grant()], 1),
     "another application's is not this one's": ([grant(application_id="OSS-OTHER")], None),
+    "this application's, granted on another employer": ([grant(nib="8120009999999")], None),
     "another employer's is not this one's": ([replace(EMPLOYER, nib="8120009999999")], None),
     "another region's does not apply here": ([replace(EMPLOYER, region_code="3319")], None),
     "an expired one does not apply": ([grant(expires_at=NOW)], None),
@@ -105,6 +106,19 @@ def test_a_decision_under_an_override_says_which_and_gets_its_own_id() -> None:
     assert cited(under) == str(uuid.UUID(int=1))
     assert under.decision_id != plain.decision_id
     assert under.outcome is Outcome.CLEARED
+
+
+def test_two_overrides_clearing_one_decision_give_two_decision_ids() -> None:
+    book = load_policy_book(None)
+    record = pb.enrolment(arrears_months=5)
+
+    def under(g: Grant) -> uuid.UUID:
+        return decisions.for_application(
+            "ev-1", APP, record, policies=book, complete_regions=set(), now=NOW, grants=[g]
+        ).decision_id
+
+    assert under(grant()) != under(grant(override_id=uuid.UUID(int=9)))
+    assert under(grant()) == under(grant())
 
 
 @PROPERTY

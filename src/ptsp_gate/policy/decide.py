@@ -101,16 +101,20 @@ def decision_id(
 ) -> UUID:
     """Deterministic id: a replay of the same event against the same data yields the same id,
     while any change in what was decided, or on which data, yields a new one."""
-    canonical = json.dumps(
-        [
-            event_id,
-            verdict.outcome.value,
-            sorted(reason.code.value for reason in verdict.reasons),
-            verdict.policy_version,
-            enrolment_version,
-            str(supersedes) if supersedes is not None else None,
-        ],
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    inputs: list[Any] = [
+        event_id,
+        verdict.outcome.value,
+        sorted(reason.code.value for reason in verdict.reasons),
+        verdict.policy_version,
+        enrolment_version,
+        str(supersedes) if supersedes is not None else None,
+    ]
+    # Two overrides may clear the same decision: each its own id. Appended only when there is
+    # one, so that every decision made without an override keeps the id it always had.
+    cited = [
+        r.details["override_id"] for r in verdict.reasons if r.code is ReasonCode.OFFICER_OVERRIDE
+    ]
+    if cited:
+        inputs.append(cited[0])
+    canonical = json.dumps(inputs, separators=(",", ":"), ensure_ascii=False)
     return uuid.uuid5(DECISION_NAMESPACE, canonical)

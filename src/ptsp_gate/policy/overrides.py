@@ -49,11 +49,15 @@ class Grant:
     expires_at: datetime
 
     def covers(self, application: PermitApplication, now: datetime) -> bool:
-        if now >= self.expires_at or application.region_code != self.region_code:
+        if (
+            now >= self.expires_at
+            or application.region_code != self.region_code
+            # Granted on an employer's situation: a corrected resend that names another employer
+            # is not covered by it.
+            or application.employer.nib != self.nib
+        ):
             return False
-        if self.scope is Scope.APPLICATION:
-            return application.application_id == self.application_id
-        return application.employer.nib == self.nib
+        return self.scope is Scope.EMPLOYER or application.application_id == self.application_id
 
 
 def applicable(

@@ -48,7 +48,8 @@ async def in_force(
     conn: asyncpg.Connection, application_ids: Iterable[str], nibs: Iterable[str], now: datetime
 ) -> list[Grant]:
     """The granted overrides, unexpired, for these applications or (employer overrides) these
-    employers."""
+    employers; share-locked to the transaction's end, so that revoking one, or settling one that
+    has expired, waits for the decisions made under it to be committed and then sees them."""
     rows = await conn.fetch(
         "SELECT"
         + _GRANT_COLUMNS
@@ -57,6 +58,7 @@ async def in_force(
         WHERE o.state = 'GRANTED' AND o.expires_at > $3
           AND (o.application_id = ANY($1::text[])
                OR (o.scope = 'EMPLOYER' AND o.nib = ANY($2::text[])))
+        FOR SHARE OF o
         """,
         sorted(set(application_ids)),
         sorted(set(nibs)),
@@ -77,27 +79,34 @@ class Settling:
         return bool(self.granted or self.ended)
 
 
+# A transaction that began deciding before an override was granted may commit its decision
+# after the override was applied: such decisions are caught by settling a granted override again
+# for this long after it was first applied (and an ended one after it ended). Re-deciding is
+# idempotent, so the repeats change nothing otherwise. Longer than any deciding transaction,
+# a national enrolment import's included.
+GRACE = "interval '30 minutes'"
+
+
 async def to_settle(conn: asyncpg.Connection, now: datetime) -> Settling:
     """Locked to the transaction's end, so that two permit checkers settle each override once."""
     rows = await conn.fetch(
         "SELECT"
         + _GRANT_COLUMNS
-        + ", o.state, o.applied_at"
+        + ", o.state"
         + _GRANT_FROM
-        + """
-        WHERE (o.state = 'GRANTED' AND (o.applied_at IS NULL OR o.expires_at <= $1))
+        + f"""
+        WHERE (o.state = 'GRANTED'
+               AND (o.applied_at IS NULL OR o.applied_at > $1::timestamptz - {GRACE}
+                    OR o.expires_at <= $1))
            OR (o.state = 'REVOKED' AND o.ended_at IS NULL)
+           OR (o.state IN ('EXPIRED', 'REVOKED') AND o.ended_at > $1::timestamptz - {GRACE})
         ORDER BY o.override_id
         FOR UPDATE OF o
         """,
         now,
     )
-    granted = [
-        _grant(r)
-        for r in rows
-        if r["state"] == "GRANTED" and r["applied_at"] is None and r["expires_at"] > now
-    ]
-    ended = [_grant(r) for r in rows if r["state"] == "REVOKED" or r["expires_at"] <= now]
+    granted = [_grant(r) for r in rows if r["state"] == "GRANTED" and r["expires_at"] > now]
+    ended = [_grant(r) for r in rows if r["state"] != "GRANTED" or r["expires_at"] <= now]
     return Settling(granted, ended)
 
 
@@ -107,11 +116,14 @@ async def settled(
     await conn.execute(
         """
         UPDATE officer_override
-        SET applied_at = CASE WHEN override_id = ANY($1::uuid[]) THEN $3 ELSE applied_at END,
-            ended_at = CASE WHEN override_id = ANY($2::uuid[]) THEN $3 ELSE ended_at END,
+        SET applied_at = CASE WHEN override_id = ANY($1::uuid[])
+                              THEN coalesce(applied_at, $3) ELSE applied_at END,
+            ended_at = CASE WHEN override_id = ANY($2::uuid[])
+                            THEN coalesce(ended_at, $3) ELSE ended_at END,
             state = CASE WHEN override_id = ANY($2::uuid[]) AND state = 'GRANTED'
                          THEN 'EXPIRED' ELSE state END
-        WHERE override_id = ANY($1::uuid[]) OR override_id = ANY($2::uuid[])
+        WHERE (override_id = ANY($1::uuid[]) AND applied_at IS NULL)
+           OR (override_id = ANY($2::uuid[]) AND ended_at IS NULL)
         """,
         list(applied),
         list(ended),

@@ -335,24 +335,34 @@ OverrideId = Annotated[UUID, Path(description="the override's id")]
 
 @router.post("/overrides/{override_id}/approve", responses=OVERRIDE_ERRORS)
 async def approve_override(
-    conn: Connection, who: Caller, override_id: OverrideId, body: OverrideAnswer | None = None
+    request: Request,
+    conn: Connection,
+    who: Caller,
+    override_id: OverrideId,
+    body: OverrideAnswer | None = None,
 ) -> Override:
     """Grant an override asked by someone else (supervisors and admins of its region)."""
     note = body.note if body else None
-    return Override(
-        **await workspace.answer_override(conn, who, override_id, grant=True, note=note)
+    answered = await workspace.answer_override(
+        conn, who, override_id, grant=True, note=note, rules=override_rules(request)
     )
+    return Override(**answered)
 
 
 @router.post("/overrides/{override_id}/refuse", responses=OVERRIDE_ERRORS)
 async def refuse_override(
-    conn: Connection, who: Caller, override_id: OverrideId, body: OverrideAnswer | None = None
+    request: Request,
+    conn: Connection,
+    who: Caller,
+    override_id: OverrideId,
+    body: OverrideAnswer | None = None,
 ) -> Override:
     """Refuse an override asked by someone else (supervisors and admins of its region)."""
     note = body.note if body else None
-    return Override(
-        **await workspace.answer_override(conn, who, override_id, grant=False, note=note)
+    answered = await workspace.answer_override(
+        conn, who, override_id, grant=False, note=note, rules=override_rules(request)
     )
+    return Override(**answered)
 
 
 @router.post("/overrides/{override_id}/revoke", responses=OVERRIDE_ERRORS)

@@ -294,11 +294,20 @@ async def signed_on(
         actor="-", action=Action.LOGIN_FAILED, channel="console", source_address=source(request)
     )
     metrics = console.metrics.console_failed_logins
+    address = source(request) or "unknown"
+    if not console.throttle.allowed(address):
+        metrics.labels("throttled").inc()
+        await audit.record(conn, replace(failed, detail={"via": "sso", "why": "throttled"}))
+        return login_page(request, next_path, "throttled", 429)
     try:
         if error is not None or not code:
-            raise sso.SignOnFailed(f"the provider refused: {error or 'no code'}")
+            # The parameter is the provider's word, but anyone can write it in a URL: only the
+            # codes the standards define are recorded as they are.
+            said = error if error in sso.PROVIDER_ERRORS else "an unlisted error"
+            raise sso.SignOnFailed(f"the provider refused: {said if error else 'no code'}")
         subject = await console.sso.finish(pending, state, code)
     except sso.SignOnFailed as exc:
+        console.throttle.failed(address)
         metrics.labels("sso_refused").inc()
         await audit.record(conn, replace(failed, detail={"via": "sso", "why": str(exc)[:300]}))
         response = login_page(request, next_path, "sso_failed", 401)
@@ -306,13 +315,14 @@ async def signed_on(
         return response
     outcome = await accounts.sign_in_sso(conn, subject)
     if outcome.officer is None:
+        console.throttle.failed(address)
         reason = (outcome.refusal or "unknown account").replace(" ", "_")
         metrics.labels(reason.replace("account_", "")).inc()
+        # Some providers use a person's NIK as `sub`, and a digest of sixteen digits is no
+        # secret: the record keeps neither. The provider's own log has who it was, at this time
+        # and address.
         await audit.record(
-            conn,
-            replace(
-                failed, actor=f"sso:{subject}"[:100], detail={"via": "sso", "why": outcome.refusal}
-            ),
+            conn, replace(failed, actor="sso", detail={"via": "sso", "why": outcome.refusal})
         )
         response = login_page(request, next_path, "sso_no_account", 403)
         response.delete_cookie(console.cookies.sso, path="/")
@@ -605,6 +615,7 @@ async def answer_override(
         override_id,
         grant=answer == "approve",
         note=note.strip() or None,
+        rules=api.override_rules(request),
     )
     return RedirectResponse(f"/overrides/{override_id}", status_code=303)
 

@@ -34,6 +34,27 @@ PROVIDER_TTL_S = 3600.0
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"]
 LEEWAY_S = 60
 MAX_RESPONSE_BYTES = 1_000_000
+# The `error` values of an authorization response (RFC 6749 §4.1.2.1, OpenID Connect Core §3.1.2.6).
+PROVIDER_ERRORS = frozenset(
+    {
+        "invalid_request",
+        "unauthorized_client",
+        "access_denied",
+        "unsupported_response_type",
+        "invalid_scope",
+        "server_error",
+        "temporarily_unavailable",
+        "interaction_required",
+        "login_required",
+        "account_selection_required",
+        "consent_required",
+        "invalid_request_uri",
+        "invalid_request_object",
+        "request_not_supported",
+        "request_uri_not_supported",
+        "registration_not_supported",
+    }
+)
 
 
 class SignOnFailed(Exception):

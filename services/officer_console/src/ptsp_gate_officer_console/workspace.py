@@ -466,6 +466,7 @@ async def answer_override(
     *,
     grant: bool,
     note: str | None,
+    rules: OverrideRules,
 ) -> dict[str, Any]:
     """A supervisor of the region grants or refuses an override someone else asked for."""
     officer = caller.officer
@@ -481,6 +482,13 @@ async def answer_override(
             raise Conflict(f"the override is {found['state']} already")
         if grant and found["expires_at"] <= now:
             raise Conflict("the override expired before it was granted: ask again")
+        if grant and found["application_id"] is not None:
+            submitted = await overrides.submitted_at(conn, found["application_id"])
+            if submitted is not None and submitted < now - timedelta(days=rules.window_days):
+                raise Conflict(
+                    f"the application was submitted more than {rules.window_days} days ago and"
+                    " is no longer decided again; the licensing office must submit it again"
+                )
         await overrides.answer(
             conn,
             override_id,
