@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.errors import UnknownTopicOrPartitionError
 
 from ptsp_gate.adapters.postgres import connect
 
@@ -41,19 +42,12 @@ async def read_topic(
 
     ``servers``: the bootstrap servers, or all of an aiokafka client's arguments (security
     settings included, as ``adapters.kafka.client_args`` makes them)."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        **_client(servers),
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await consumer.start()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    consumer = await _consumer(servers, topic, deadline)
     out: list[Record] = []
     seen: set[Any] = set()
-    loop = asyncio.get_running_loop()
     try:
-        deadline = loop.time() + timeout
         settle_until: float | None = None
         while loop.time() < deadline:
             batch = await consumer.getmany(timeout_ms=200)
@@ -69,6 +63,31 @@ async def read_topic(
     finally:
         await consumer.stop()
     return out
+
+
+async def _consumer(
+    servers: Sequence[str] | Mapping[str, Any], topic: str, deadline: float
+) -> AIOKafkaConsumer:
+    """A consumer of the whole topic, started. A topic created a moment ago may not be in the
+    metadata of the broker asked yet (a cluster of several brokers): asked again until it is."""
+    loop = asyncio.get_running_loop()
+    while True:
+        consumer = AIOKafkaConsumer(
+            topic,
+            **_client(servers),
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+        )
+        try:
+            await consumer.start()
+        except UnknownTopicOrPartitionError:
+            await consumer.stop()
+            if loop.time() >= deadline:
+                raise
+            await asyncio.sleep(0.2)
+            continue
+        return consumer
 
 
 async def collect_decisions(
