@@ -139,6 +139,8 @@ def test_dev_shows_every_outcome(tmp_path, db_dsn) -> None:
         "19101",
         "--enrolment-sync-port",
         "19102",
+        "--officer-console-port",
+        "19103",
         env=env,
         timeout=180,
     )
@@ -148,6 +150,7 @@ def test_dev_shows_every_outcome(tmp_path, db_dsn) -> None:
     assert "NO (expected" not in proc.stdout
     assert "dead-lettered" in proc.stdout
     assert "went from BLOCKED to CLEARED on its own" in proc.stdout
+    assert "http://localhost:19103/" in proc.stdout  # the console ran, and was ready
 
 
 def _broker(*args: str, **popen: Any) -> subprocess.Popen[str]:

@@ -163,7 +163,9 @@ def test_bad_pgport_is_one_line(
 
 
 def _dev_args() -> argparse.Namespace:
-    return argparse.Namespace(permit_checker_port=9101, enrolment_sync_port=9102)
+    return argparse.Namespace(
+        permit_checker_port=9101, enrolment_sync_port=9102, officer_console_port=9103
+    )
 
 
 def test_dev_prints_the_database_without_its_password() -> None:

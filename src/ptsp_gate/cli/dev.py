@@ -1,7 +1,8 @@
 """`ptsp-gate dev`: the whole system on one machine, with a demo feed and a printed summary.
 
-Both services run as separate processes (`ptsp-gate run ...`), exactly as in production, against
-the embedded broker and PostgreSQL unless KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL point elsewhere.
+The services and the officer console run as separate processes (`ptsp-gate run ...`), exactly as
+in production, against the embedded broker and PostgreSQL unless KAFKA_BOOTSTRAP_SERVERS /
+DATABASE_URL point elsewhere.
 The session itself (`dev_session.py`) is imported only when the command runs: it needs the
 development extra, and every other command starts faster without it.
 """
@@ -28,6 +29,7 @@ def add_parser(sub: Subcommands) -> None:
     )
     parser.add_argument("--permit-checker-port", type=PORT, default=9101)
     parser.add_argument("--enrolment-sync-port", type=PORT, default=9102)
+    parser.add_argument("--officer-console-port", type=PORT, default=9103)
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,8 +1,9 @@
 """What `ptsp-gate dev` does: the whole system on one machine, with a demo feed and a printed
 summary. Development only: it runs on the embedded engines and the harness of the `dev` extra.
 
-Both services run as separate processes (`ptsp-gate run ...`), exactly as in production, against
-the embedded broker and PostgreSQL unless KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL point elsewhere.
+The services and the officer console run as separate processes (`ptsp-gate run ...`), exactly as
+in production, against the embedded broker and PostgreSQL unless KAFKA_BOOTSTRAP_SERVERS /
+DATABASE_URL point elsewhere.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ def _try_lines(args: argparse.Namespace, settings: Settings, bootstrap: list[str
         f"  {exe} flagged",
         f"  {exe} employer {demo.nib(6)}",
         f"  {kafka}{exe} dlq list",
+        f"  {exe} officer add me --role admin   # asks for a password (12+ characters), then",
+        f"  open http://localhost:{args.officer_console_port}/ and sign in as `me`",
         f"Service logs: {settings.data_dir / 'logs'}",
     ]
 
@@ -120,6 +123,8 @@ async def run_dev(args: argparse.Namespace, settings: Settings) -> int:
                 **os.environ,
                 "KAFKA_BOOTSTRAP_SERVERS": ",".join(bootstrap),
                 "DATABASE_URL": dsn,
+                # The console on http://localhost, without TLS: cookies without `Secure`.
+                "PTSP_GATE_CONSOLE_SECURE_COOKIES": "false",
             }
             procs = _start_services(args, settings, env, stack)
             await _wait_ready(args, procs, settings)
@@ -144,6 +149,7 @@ def _start_services(
     ports = {
         "enrolment-sync": args.enrolment_sync_port,
         "permit-checker": args.permit_checker_port,
+        "officer-console": args.officer_console_port,
     }
     return stack.enter_context(
         harness.running_services(ports, env, logs=logs, open_log=_private_file)
