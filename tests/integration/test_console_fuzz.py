@@ -65,7 +65,9 @@ async def _fuzz(
     )
 
 
-@pytest.mark.parametrize("role", [Role.OFFICER, Role.SUPERVISOR, Role.ADMIN])
+# An officer meets the refusals (another region, a right the role lacks); an admin every path,
+# approving and revoking included. A supervisor adds no path of its own.
+@pytest.mark.parametrize("role", [Role.OFFICER, Role.ADMIN])
 async def test_the_api_answers_every_generated_request_as_documented(
     db: asyncpg.Connection, console_url: tuple[str, Path], tmp_path: Path, role: Role
 ) -> None:
