@@ -354,5 +354,3 @@ async def test_the_last_twelve_months_are_computed_ahead_and_other_periods_now(w
         fresh = (await http.get("/api/v1/coverage")).json()
         assert fresh["as_of"] > default["as_of"]
         assert fresh["items"] == default["items"]
-        page = await http.get("/")
-    assert page.status_code in (200, 303)

@@ -333,6 +333,21 @@ async def ask_override(
 OverrideId = Annotated[UUID, Path(description="the override's id")]
 
 
+async def _answer(
+    request: Request,
+    conn: Connection,
+    who: Caller,
+    override_id: UUID,
+    note: str | None,
+    *,
+    grant: bool,
+) -> Override:
+    answered = await workspace.answer_override(
+        conn, who, override_id, grant=grant, note=note, rules=override_rules(request)
+    )
+    return Override(**answered)
+
+
 @router.post("/overrides/{override_id}/approve", responses=OVERRIDE_ERRORS)
 async def approve_override(
     request: Request,
@@ -342,11 +357,7 @@ async def approve_override(
     body: OverrideAnswer | None = None,
 ) -> Override:
     """Grant an override asked by someone else (supervisors and admins of its region)."""
-    note = body.note if body else None
-    answered = await workspace.answer_override(
-        conn, who, override_id, grant=True, note=note, rules=override_rules(request)
-    )
-    return Override(**answered)
+    return await _answer(request, conn, who, override_id, body.note if body else None, grant=True)
 
 
 @router.post("/overrides/{override_id}/refuse", responses=OVERRIDE_ERRORS)
@@ -358,11 +369,7 @@ async def refuse_override(
     body: OverrideAnswer | None = None,
 ) -> Override:
     """Refuse an override asked by someone else (supervisors and admins of its region)."""
-    note = body.note if body else None
-    answered = await workspace.answer_override(
-        conn, who, override_id, grant=False, note=note, rules=override_rules(request)
-    )
-    return Override(**answered)
+    return await _answer(request, conn, who, override_id, body.note if body else None, grant=False)
 
 
 @router.post("/overrides/{override_id}/revoke", responses=OVERRIDE_ERRORS)
