@@ -1,16 +1,20 @@
 """The deployment files as the tests read them: compose, the Kubernetes manifests, the images.
 
-Docker cannot run here, so the files are checked as files: test_deploy_compose.py,
-test_deploy_kubernetes.py, test_deploy_monitoring.py and test_deploy_images.py.
+Docker cannot run here, and no cluster either, so the files are checked as files:
+test_deploy_compose.py, test_deploy_kubernetes.py, test_deploy_network_policies.py,
+test_deploy_autoscaling.py, test_deploy_monitoring.py and test_deploy_images.py.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from pydantic import AliasChoices
 
@@ -19,6 +23,9 @@ from ptsp_gate.config import Settings
 ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
+# The optional layer that autoscales the Kafka services with KEDA, and its entry point.
+KEDA_COMPONENT = K8S / "components" / "keda"
+KEDA_ENTRY = K8S / "keda"
 SERVICES = {"permit-checker": 9101, "enrolment-sync": 9102, "officer-console": 9103}
 # The services that consume Kafka topics. The officer console is a web application over PostgreSQL
 # alone: the checks of topics, consumer groups, partitions and Kafka credentials leave it out.
@@ -128,9 +135,71 @@ def manifest_files() -> list[Path]:
     return sorted(p for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml")
 
 
+def is_local_config(doc: dict[str, Any]) -> bool:
+    """A value kustomize reads (a replacement's source) and never applies to the cluster."""
+    annotations = doc.get("metadata", {}).get("annotations") or {}
+    return str(annotations.get("config.kubernetes.io/local-config")).lower() == "true"
+
+
 def by_kind(kind: str) -> dict[str, dict[str, Any]]:
+    """What the cluster gets of a kind, by name, from every manifest of every entry point."""
     manifests = (doc for path in manifest_files() for doc in docs(path))
-    return {d["metadata"]["name"]: d for d in manifests if d["kind"] == kind}
+    return {
+        d["metadata"]["name"]: d for d in manifests if d["kind"] == kind and not is_local_config(d)
+    }
+
+
+def local_config(name: str) -> dict[str, Any]:
+    (found,) = [
+        doc
+        for path in manifest_files()
+        for doc in docs(path)
+        if is_local_config(doc) and doc["metadata"]["name"] == name
+    ]
+    return found
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector (matchLabels, matchExpressions) selects the labels."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values")
+        present = key in labels
+        matched = {
+            "In": present and labels.get(key) in (values or []),
+            "NotIn": not present or labels.get(key) not in (values or []),
+            "Exists": present,
+            "DoesNotExist": not present,
+        }[operator]
+        if not matched:
+            return False
+    return True
+
+
+def pod_labels(workload: dict[str, Any]) -> dict[str, str]:
+    labels: dict[str, str] = workload["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def default_partitions() -> int:
+    """The partition count the compose stack's topics get: the deployment's reference size."""
+    script = " ".join(compose()["services"]["topics"]["command"])
+    counts = {int(n) for n in re.findall(r"--partitions (\d+)", script)}
+    (count,) = counts
+    return count
+
+
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    """What `kubectl apply -k DIRECTORY` would apply; skips the test without kubectl."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not installed")
+    rendered = subprocess.run(
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, check=False
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    return [d for d in yaml.safe_load_all(rendered.stdout) if d]
 
 
 def workloads() -> list[dict[str, Any]]:

@@ -23,9 +23,14 @@ ROOT = Path(__file__).parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "rules" / "ptsp-gate.rules.yml"
 RULE_TESTS = sorted((ROOT / "deploy" / "prometheus" / "tests").glob("*.test.yml"))
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "ptsp-gate.json"
-RUNBOOK = "https://github.com/ptsp-gate/ptsp-gate/blob/main/docs/operations.md#"
+# Where the runbook is published differs per province: each alert's link is the external label
+# of the Prometheus evaluating the rules, then the alert's anchor (docs/decisions/0009).
+RUNBOOK_LABEL = "ptsp_gate_runbook_url"
+RUNBOOK = "{{ $externalLabels." + RUNBOOK_LABEL + " }}#"
 SEVERITIES = {"critical", "warning", "info"}
-DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
+# Every panel, target, annotation and query variable names the dashboard's datasource variable,
+# so that the dashboard works with whichever Prometheus it is imported or provisioned with.
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
 # Series Prometheus itself provides.
 BUILTIN_SERIES = {"up", "ALERTS", "ALERTS_FOR_STATE", "scrape_duration_seconds"}
@@ -216,6 +221,25 @@ def test_every_alert_is_labelled_and_annotated() -> None:
         assert annotations.get("runbook_url") == RUNBOOK + name.lower(), name
 
 
+def test_rule_tests_build_runbook_links_from_the_external_label() -> None:
+    # promtool renders the annotation templates with the external labels of each test group, as
+    # Prometheus does with its own.
+    checked = 0
+    for path in RULE_TESTS:
+        for case in yaml.safe_load(path.read_text())["tests"]:
+            base = case.get("external_labels", {}).get(RUNBOOK_LABEL)
+            for check in case.get("alert_rule_test", []):
+                for alert in check.get("exp_alerts") or []:
+                    url = alert.get("exp_annotations", {}).get("runbook_url")
+                    if url is None:
+                        continue
+                    where = f"{path.name}: {case.get('name')}"
+                    assert base, f"{where}: no external label {RUNBOOK_LABEL}"
+                    assert url == f"{base}#{check['alertname'].lower()}", where
+                    checked += 1
+    assert checked >= len(_alerts())
+
+
 def test_every_alert_has_a_firing_and_a_quiet_case() -> None:
     fires: set[str] = set()
     quiet: set[str] = set()
@@ -248,10 +272,16 @@ def test_dashboard_is_well_formed() -> None:
         for target in panel["targets"]:
             assert target["datasource"] == DATASOURCE, panel["title"]
             assert target["expr"].strip(), panel["title"]
+    for annotation in dashboard["annotations"]["list"]:
+        if "expr" in annotation:
+            assert annotation["datasource"] == DATASOURCE, annotation["name"]
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-    assert {"job", "instance"} <= set(variables)
+    assert {"datasource", "job", "instance"} <= set(variables)
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == DATASOURCE["type"]
     for variable in variables.values():
-        assert variable["datasource"] == DATASOURCE
+        if variable["type"] == "query":
+            assert variable["datasource"] == DATASOURCE, variable["name"]
     top = sorted((p for p in panels if p["gridPos"]["y"] == 0), key=lambda p: p["gridPos"]["x"])
     assert len(top) >= 6
     assert all(p["type"] == "stat" for p in top), "the first row is stat panels"

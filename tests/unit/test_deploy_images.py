@@ -41,16 +41,36 @@ def _instructions(service: str) -> list[tuple[str, str]]:
     return [(keyword.upper(), arguments) for keyword, arguments in keyword_and_arguments]
 
 
+# Every way a RUN instruction can call pip.
+PIP = re.compile(r"(?:pip3?(?:\.\d+)?|python3?(?:\.\d+)? -m pip)")
+# pip options whose value is the next word, when not written as --option=value.
+PIP_OPTION_VALUES = {"-r", "--requirement", "-c", "--constraint", "--prefix", "--target", "-t"}
+PIP_OPTION_VALUES |= {"--root", "--wheel-dir", "-w", "--index-url", "-i", "--find-links", "-f"}
+
+
 def _commands(service: str, tool: str) -> list[list[str]]:
     """Each `pip <tool>` command the image's RUN instructions run, as its arguments."""
     commands = []
     for keyword, arguments in _instructions(service):
         if keyword == "RUN":
-            for command in arguments.split("&&"):
+            for command in re.split(r"&&|;|\|\|", arguments):
                 words = shlex.split(command)
-                if words[:2] == ["pip", tool]:
-                    commands.append(words[2:])
+                for length in (1, 3):
+                    if PIP.fullmatch(" ".join(words[:length])) and words[length:][:1] == [tool]:
+                        commands.append(words[length + 1 :])
     return commands
+
+
+def _targets(arguments: list[str]) -> list[str]:
+    """What a pip command names to install or build, besides its requirement files."""
+    targets: list[str] = []
+    words = iter(arguments)
+    for word in words:
+        if word in PIP_OPTION_VALUES:
+            next(words, None)
+        elif not word.startswith("-"):
+            targets.append(word)
+    return targets
 
 
 def _json_instruction(service: str, keyword: str) -> list[str]:
@@ -90,6 +110,12 @@ def test_the_image_installs_the_production_lock_with_hashes_and_no_dependencies(
         if "-r" in arguments:
             assert "--require-hashes" in arguments, arguments
             assert arguments[arguments.index("-r") + 1] in {LOCK, BUILD_LOCK}, arguments
+            # The lock alone: a package named beside it would come unhashed from the index.
+            assert _targets(arguments) == [], arguments
+        else:
+            # Otherwise only the wheels built here, never a package by name from an index.
+            assert _targets(arguments) == ["/wheels/*.whl"], arguments
+        assert not {"--requirement", "-c", "--constraint"} & set(arguments), arguments
     into_image = [a for a in installs if "--prefix=/install" in a]
     assert [a for a in into_image if "-r" in a] == [
         ["--no-cache-dir", "--prefix=/install", "--require-hashes", "--no-deps", "-r", LOCK]

@@ -1,13 +1,15 @@
 """deploy/kubernetes, validated against the Kubernetes API's JSON Schemas (bundled by
 kubernetes-validate) offline, and checked against the application and the images: setting names,
-ports, probe paths, the user id, Secrets and mounted files."""
+ports, probe paths, the user id, Secrets and mounted files; the entry points kustomize renders,
+the disruption budgets and how the pods spread over nodes and zones. The network policies and
+the KEDA layer have test files of their own."""
 
 from __future__ import annotations
 
 import asyncio
+import math
+import os
 import re
-import shutil
-import subprocess
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
@@ -27,22 +29,28 @@ from tests.unit.deploy_files import (
     CONSOLE_DB_ROLE,
     K8S,
     KAFKA_SERVICES,
+    KEDA_COMPONENT,
+    KEDA_ENTRY,
     ROOT,
     SERVER_ENV_NAMES,
     SERVICES,
     by_kind,
-    compose,
     config_maps_read,
     container,
     database_url_user,
+    default_partitions,
     defaults,
     docs,
     environment,
     image_uid,
     is_kafka_setting,
+    is_local_config,
+    kustomize,
     load,
     manifest_files,
+    pod_labels,
     pod_spec,
+    selects,
     settings_env_names,
     walk,
     workloads,
@@ -54,15 +62,18 @@ PROBE_PATHS = {"/health", "/ready", "/metrics"}
 PORT_NAMES = {name: "metrics" for name in KAFKA_SERVICES} | {CONSOLE: "http"}
 # The oldest Kubernetes minor the manifests are meant for, and the newest the schemas know.
 K8S_VERSIONS = ("1.29", kubernetes_validate.utils.latest_version())
-CRD_KINDS = {"PodMonitor", "PrometheusRule", "ServiceMonitor"}
-
-
-def _default_partitions() -> int:
-    """The partition count the compose stack's topics get: the deployment's reference size."""
-    script = " ".join(compose()["services"]["topics"]["command"])
-    counts = {int(n) for n in re.findall(r"--partitions (\d+)", script)}
-    (count,) = counts
-    return count
+# Custom resources, not in the core API's schemas: the Prometheus Operator's are checked in
+# test_deploy_monitoring.py, KEDA's in test_deploy_autoscaling.py.
+OPERATOR_KINDS = {"PodMonitor", "PrometheusRule", "ServiceMonitor"}
+KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}
+CRD_KINDS = OPERATOR_KINDS | KEDA_KINDS
+# Where `kubectl apply -k` starts: whether each brings the Prometheus Operator's objects and
+# KEDA's. The last is an overlay of the operator's own with KEDA, as deploy/README.md writes it.
+ENTRY_POINTS = {
+    K8S: (False, False),
+    K8S / "prometheus-operator": (True, False),
+    KEDA_ENTRY: (False, True),
+}
 
 
 def _graceful_timeout_s() -> float:
@@ -116,7 +127,7 @@ def _status(app: Any, path: str, port: int) -> int:
 def test_kubernetes_manifests_match_the_api_schemas(path: Path) -> None:
     for doc in docs(path):
         if doc["kind"] in CRD_KINDS:
-            continue  # not in the core API's schemas; checked in test_deploy_monitoring.py
+            continue  # not in the core API's schemas; see CRD_KINDS
         for version in K8S_VERSIONS:
             try:
                 kubernetes_validate.validate(doc, version, strict=True)
@@ -127,42 +138,90 @@ def test_kubernetes_manifests_match_the_api_schemas(path: Path) -> None:
 
 def test_kustomizations_list_every_manifest_but_the_secret_example() -> None:
     listed: set[Path] = set()
+    components_used: set[Path] = set()
+    components: set[Path] = set()
     for kustomization in sorted(K8S.rglob("kustomization.yaml")):
         config = load(kustomization)
-        assert config["kind"] == "Kustomization"
-        for entry in config["resources"]:
+        if config["kind"] == "Component":
+            assert config["apiVersion"] == "kustomize.config.k8s.io/v1alpha1", kustomization
+            components.add(kustomization.parent.resolve())
+        else:
+            assert config["kind"] == "Kustomization", kustomization
+        for entry in config.get("resources", []):
             resource = (kustomization.parent / entry).resolve()
             assert resource.exists(), (kustomization, entry)
             if resource.is_file():
                 listed.add(resource)
+        for entry in config.get("components", []):
+            component = (kustomization.parent / entry).resolve()
+            assert (component / "kustomization.yaml").is_file(), (kustomization, entry)
+            components_used.add(component)
     expected = {p.resolve() for p in manifest_files()} - {(K8S / "secret.example.yaml").resolve()}
     assert listed == expected
-    # The Prometheus Operator's CRDs only in their own overlay: a cluster without the operator
-    # must still accept `kubectl apply -k deploy/kubernetes`.
+    # Every component has an entry point that applies it as it is.
+    assert components == components_used == {KEDA_COMPONENT.resolve()}
+    # Custom resources only in their optional layers: a cluster without the Prometheus Operator
+    # or KEDA must still accept `kubectl apply -k deploy/kubernetes`.
     for path in (K8S / "base").glob("*.yaml"):
         assert not {d.get("kind") for d in docs(path)} & CRD_KINDS, path
+    for path in KEDA_COMPONENT.glob("*.yaml"):
+        assert {d.get("kind") for d in docs(path)} <= KEDA_KINDS | {"Component"}, path
 
 
-def test_kustomize_renders_both_entry_points() -> None:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl not installed")
-    for directory in (K8S, K8S / "prometheus-operator"):
-        rendered = subprocess.run(
-            [kubectl, "kustomize", str(directory)], capture_output=True, text=True, check=False
-        )
-        assert rendered.returncode == 0, rendered.stderr
-        rendered_docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
-        kinds = {d["kind"] for d in rendered_docs}
-        assert {"Namespace", "ConfigMap", "Job", "Deployment", "Service"} <= kinds
-        assert ("PodMonitor" in kinds) == (directory.name == "prometheus-operator")
-        for doc in rendered_docs:
-            if doc["kind"] != "Namespace":
-                assert doc["metadata"]["namespace"] == "ptsp-gate", doc["metadata"]
-        for doc in rendered_docs:
-            for node in walk(doc):
-                if isinstance(node.get("image"), str):
-                    assert re.search(r":\d+\.\d+\.\d+$", node["image"]), node["image"]
+def _check_rendered(rendered: list[dict[str, Any]], *, operator: bool, keda: bool) -> None:
+    kinds = {d["kind"] for d in rendered}
+    assert {
+        "Namespace",
+        "ConfigMap",
+        "Job",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    } <= kinds
+    assert ("PodMonitor" in kinds) is operator
+    assert ("ScaledObject" in kinds) is keda
+    for doc in rendered:
+        assert not is_local_config(doc), doc["metadata"]
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == "ptsp-gate", doc["metadata"]
+        for node in walk(doc):
+            if isinstance(node.get("image"), str):
+                assert re.search(r":\d+\.\d+\.\d+$", node["image"]), node["image"]
+    # Under KEDA, the HPA it creates owns the Kafka services' replica counts: a count in the
+    # Deployment would be set back on every apply. The console keeps its own.
+    deployments = {d["metadata"]["name"]: d for d in rendered if d["kind"] == "Deployment"}
+    for name in KAFKA_SERVICES:
+        assert ("replicas" in deployments[name]["spec"]) is not keda, name
+    assert deployments[CONSOLE]["spec"]["replicas"] >= 2
+
+
+@pytest.mark.parametrize(
+    "directory", sorted(ENTRY_POINTS), ids=lambda p: str(p.relative_to(K8S)) or "."
+)
+def test_kustomize_renders_each_entry_point(directory: Path) -> None:
+    operator, keda = ENTRY_POINTS[directory]
+    _check_rendered(kustomize(directory), operator=operator, keda=keda)
+
+
+def test_kustomize_renders_the_operator_overlay_with_keda(tmp_path: Path) -> None:
+    # The overlay deploy/README.md tells a cluster with both to write.
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    resource = os.path.relpath(K8S / "prometheus-operator", overlay)
+    component = os.path.relpath(KEDA_COMPONENT, overlay)
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [resource],
+                "components": [component],
+            }
+        ),
+        encoding="utf-8",
+    )
+    _check_rendered(kustomize(overlay), operator=True, keda=True)
 
 
 def test_kubernetes_sets_only_real_settings() -> None:
@@ -375,7 +434,7 @@ def test_termination_grace_lets_the_console_finish_its_requests() -> None:
 
 
 def test_replicas_fit_the_partitions_and_rollouts_never_add_a_consumer() -> None:
-    partitions = _default_partitions()
+    partitions = default_partitions()
     deployments = by_kind("Deployment")
     for name in KAFKA_SERVICES:
         spec = deployments[name]["spec"]
@@ -385,3 +444,75 @@ def test_replicas_fit_the_partitions_and_rollouts_never_add_a_consumer() -> None
     spec = deployments[CONSOLE]["spec"]
     assert spec["replicas"] >= 2
     assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def _disruptions_allowed(budget: dict[str, Any], replicas: int) -> int:
+    """How many pods a PodDisruptionBudget lets be evicted with `replicas` ready ones, as the
+    disruption controller counts: percentages round up."""
+
+    def scaled(value: int | str) -> int:
+        if isinstance(value, str):
+            return math.ceil(int(value.removesuffix("%")) * replicas / 100)
+        return value
+
+    spec = budget["spec"]
+    if "maxUnavailable" in spec:
+        return max(scaled(spec["maxUnavailable"]), 0)
+    return max(replicas - scaled(spec["minAvailable"]), 0)
+
+
+def _replica_counts(name: str) -> set[int]:
+    """The replica counts a Deployment runs at: its own, or under KEDA each count from the
+    ScaledObject's floor to its ceiling."""
+    counts = {by_kind("Deployment")[name]["spec"]["replicas"]}
+    scaled = by_kind("ScaledObject").get(name)
+    if scaled is not None:
+        spec = scaled["spec"]
+        counts |= set(range(spec["minReplicaCount"], spec["maxReplicaCount"] + 1))
+    return counts
+
+
+def test_each_deployment_has_a_disruption_budget_of_its_own_pods() -> None:
+    budgets = by_kind("PodDisruptionBudget")
+    deployments = by_kind("Deployment")
+    assert set(budgets) == set(deployments) == set(SERVICES)
+    for name, deployment in deployments.items():
+        selector = budgets[name]["spec"]["selector"]
+        # The Deployment's own selector, which selects its pods and no other workload's.
+        assert selector == deployment["spec"]["selector"], name
+        assert selects(selector, pod_labels(deployment)), name
+        others = [w for w in workloads() if w["metadata"]["name"] != name]
+        assert not [w for w in others if selects(selector, pod_labels(w))], name
+
+
+def test_each_budget_allows_one_eviction_and_keeps_a_pod_at_every_replica_count() -> None:
+    budgets = by_kind("PodDisruptionBudget")
+    for name, budget in budgets.items():
+        counts = _replica_counts(name)
+        assert counts, name
+        for replicas in counts:
+            allowed = _disruptions_allowed(budget, replicas)
+            # A drain can go on (one pod at a time), and never takes the last one.
+            assert 1 <= allowed < replicas, (name, replicas, allowed)
+        # A pod that is not ready serves nothing, and must not hold a drain up.
+        assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow", name
+
+
+def test_deployments_spread_over_nodes_as_a_rule_and_over_zones_as_a_preference() -> None:
+    for name, deployment in by_kind("Deployment").items():
+        constraints = {
+            c["topologyKey"]: c for c in pod_spec(deployment)["topologySpreadConstraints"]
+        }
+        assert set(constraints) == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+        for constraint in constraints.values():
+            assert constraint["maxSkew"] == 1, name
+            # Counts the Deployment's own pods, and each rollout's apart.
+            assert constraint["labelSelector"] == deployment["spec"]["selector"], name
+            assert constraint["matchLabelKeys"] == ["pod-template-hash"], name
+        nodes = constraints["kubernetes.io/hostname"]
+        assert nodes["whenUnsatisfiable"] == "DoNotSchedule", name
+        # Cordoned, failed and control-plane nodes would otherwise count as empty domains and
+        # make the rule unsatisfiable during a drain.
+        assert nodes["nodeTaintsPolicy"] == "Honor", name
+        # Clusters without zones (or zone labels) still schedule the pods.
+        assert constraints["topology.kubernetes.io/zone"]["whenUnsatisfiable"] == "ScheduleAnyway"

@@ -1,5 +1,7 @@
 """Prometheus and Grafana as compose runs them, and the Prometheus Operator's PodMonitor and
-PrometheusRule: scrape targets, rule files, datasources and job labels agree with the services.
+PrometheusRule: scrape targets, rule files, datasources and job labels agree with the services;
+the dashboards import anywhere and provision in compose; every runbook link is built from the
+address each deployment sets.
 
 Run as a module (`.venv/bin/python -m tests.unit.test_deploy_monitoring`), this rewrites
 deploy/kubernetes/prometheus-operator/prometheusrule.yaml from the rules file.
@@ -14,6 +16,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -28,18 +31,31 @@ from tests.unit.deploy_files import (
     compose,
     container,
     docs,
+    kustomize,
     load,
+    local_config,
     mount_target,
     port_argument,
     walk,
 )
 
 RULES = DEPLOY / "prometheus" / "rules" / "ptsp-gate.rules.yml"
-PROMETHEUS_RULE = K8S / "prometheus-operator" / "prometheusrule.yaml"
+DASHBOARDS = DEPLOY / "grafana" / "dashboards"
+DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+OPERATOR = K8S / "prometheus-operator"
+PROMETHEUS_RULE = OPERATOR / "prometheusrule.yaml"
+# The external label each runbook_url is built from, and the anchors that follow it.
+RUNBOOK_LABEL = "ptsp_gate_runbook_url"
+RUNBOOK_TEMPLATE = re.compile(r"\{\{ \$externalLabels\." + RUNBOOK_LABEL + r" \}\}#([a-z]+)")
+# The compose one-shot that fills in the dashboards' import inputs, and its variable from
+# deploy/.env.
+DASHBOARDS_ONE_SHOT = "grafana-dashboards"
+RUNBOOK_ENV = "RUNBOOK_URL"
 PROMETHEUS_RULE_HEAD = """\
 # The rules of deploy/prometheus/rules/ptsp-gate.rules.yml for the Prometheus Operator: spec.groups
 # is a copy of that file's groups, which a unit test keeps equal. After changing the rules,
-# rewrite this file with `.venv/bin/python -m tests.unit.test_deploy_monitoring`.
+# rewrite this file with `.venv/bin/python -m tests.unit.test_deploy_monitoring`. The runbook
+# links' address is written in when kustomize renders it, from runbook.yaml.
 # When your Prometheus' ruleSelector requires a label (kube-prometheus-stack's default:
 # release=<its release name>), add it with a `labels` entry in an overlay's kustomization.
 apiVersion: monitoring.coreos.com/v1
@@ -107,7 +123,7 @@ def test_prometheus_config_passes_promtool_with_the_rules_loaded(tmp_path: Path)
 
 
 def test_grafana_datasource_is_the_compose_prometheus_with_a_fixed_uid() -> None:
-    config = load(DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml")
+    config = load(DATASOURCES)
     (source,) = config["datasources"]
     assert source["uid"] == "prometheus"
     assert source["type"] == "prometheus"
@@ -117,21 +133,192 @@ def test_grafana_datasource_is_the_compose_prometheus_with_a_fixed_uid() -> None
     assert target == "/etc/grafana/provisioning"
 
 
-def test_grafana_loads_the_dashboards_directory() -> None:
+def _volume_mount(service: str, volume: str) -> list[str]:
+    """A named volume's mount in a compose service: [volume, target] or [volume, target, mode]."""
+    for entry in compose()["services"][service]["volumes"]:
+        parts: list[str] = entry.split(":")
+        if parts[0] == volume:
+            return parts
+    raise AssertionError(f"{service} does not mount the volume {volume}")
+
+
+def _volume_target(service: str, volume: str) -> str:
+    return _volume_mount(service, volume)[1]
+
+
+def _dashboards() -> dict[str, dict[str, Any]]:
+    found = {p.name: json.loads(p.read_text(encoding="utf-8")) for p in DASHBOARDS.glob("*.json")}
+    assert found
+    return found
+
+
+def _tokens(text: str) -> set[str]:
+    """The ${NAME} references in a dashboard: its variables' and its import inputs'."""
+    return set(re.findall(r"\$\{(\w+)(?::\w+)?\}", text))
+
+
+def test_grafana_loads_the_dashboards_with_their_inputs_filled_in() -> None:
     config = load(DEPLOY / "grafana" / "provisioning" / "dashboards" / "ptsp-gate.yml")
     (provider,) = config["providers"]
     assert provider["type"] == "file"
-    assert provider["options"]["path"] == mount_target("grafana", "grafana/dashboards")
+    services = compose()["services"]
+    one_shot = services[DASHBOARDS_ONE_SHOT]
+    # Grafana reads the volume the one-shot writes, once it has written it, and nothing else.
+    (volume,) = [v.split(":")[0] for v in one_shot["volumes"] if not v.startswith(".")]
+    assert provider["options"]["path"] == _volume_target("grafana", volume)
+    assert _volume_mount("grafana", volume)[2:] == ["ro"]
+    condition = services["grafana"]["depends_on"][DASHBOARDS_ONE_SHOT]["condition"]
+    assert condition == "service_completed_successfully"
+    assert volume in compose()["volumes"]
+    # The one-shot reads the repository's dashboards, and fills in the provisioned datasource.
+    assert mount_target(DASHBOARDS_ONE_SHOT, "grafana/dashboards")
+    (source,) = load(DATASOURCES)["datasources"]
+    assert one_shot["environment"]["DATASOURCE_UID"] == source["uid"]
+    assert one_shot["image"] == services["grafana"]["image"]
+    assert one_shot["network_mode"] == "none"
+    assert one_shot["read_only"] is True
 
 
-def test_dashboards_use_the_provisioned_datasource() -> None:
-    for path in sorted((DEPLOY / "grafana" / "dashboards").glob("*.json")):
-        dashboard = json.loads(path.read_text(encoding="utf-8"))
+def test_dashboards_import_anywhere_through_a_datasource_variable() -> None:
+    for name, dashboard in _dashboards().items():
+        inputs = {i["name"]: i for i in dashboard["__inputs"]}
+        datasources = [i for i in inputs.values() if i["type"] == "datasource"]
+        assert [(i["pluginId"], i["name"]) for i in datasources] == [
+            ("prometheus", "DS_PROMETHEUS")
+        ]
+        variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+        variable = variables["datasource"]
+        assert variable["type"] == "datasource", name
+        assert variable["query"] == "prometheus", name
+        # The import form's choice lands in the variable, and nowhere else: Grafana's file
+        # provisioning leaves ${DS_PROMETHEUS} as it is, so a panel naming it would break there.
+        assert variable["current"]["value"] == "${DS_PROMETHEUS}", name
+        text = json.dumps(dashboard)
+        assert text.count("${DS_PROMETHEUS}") == 1, name
+        # Where it is left as it is (a sidecar that loads the file unchanged), Grafana falls
+        # back to the datasource named as the variable's text: the one compose provisions.
+        (source,) = load(DATASOURCES)["datasources"]
+        assert variable["current"]["text"] == source["name"], name
         for node in walk(dashboard):
-            source = node.get("datasource")
-            if isinstance(source, dict) and source.get("type") == "prometheus":
-                uid = str(source.get("uid", ""))
-                assert uid == "prometheus" or uid.startswith("$"), (path.name, source)
+            datasource = node.get("datasource")
+            if isinstance(datasource, dict) and datasource.get("type") == "prometheus":
+                assert datasource["uid"] == "${datasource}", (name, datasource)
+            assert not isinstance(datasource, str), (name, datasource)
+        # Every reference is a variable of the dashboard, an input, or one of Grafana's own.
+        known = set(variables) | set(inputs)
+        unknown = {t for t in _tokens(text) if not t.startswith("__")} - known
+        assert not unknown, (name, unknown)
+
+
+def test_the_dashboard_runbook_link_is_an_import_input() -> None:
+    for name, dashboard in _dashboards().items():
+        inputs = {i["name"]: i for i in dashboard["__inputs"]}
+        assert inputs["VAR_RUNBOOK_URL"]["type"] == "constant", name
+        variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+        assert variables["runbook_url"]["type"] == "constant", name
+        assert variables["runbook_url"]["query"] == "${VAR_RUNBOOK_URL}", name
+        (link,) = [link for link in dashboard["links"] if link.get("title") == "Runbook"]
+        assert link["url"] == "${runbook_url}", name
+        assert "github.com" not in json.dumps(dashboard["links"]), name
+
+
+def _one_shot_script() -> str:
+    """The one-shot's shell script as its shell gets it: compose's $$ unescaped."""
+    (script,) = compose()["services"][DASHBOARDS_ONE_SHOT]["command"]
+    text: str = script.replace("$$", "$")
+    return text
+
+
+def test_compose_fills_in_the_dashboards_inputs_as_the_import_form_would(tmp_path: Path) -> None:
+    shell = shutil.which("sh")
+    if shell is None:
+        pytest.skip("no POSIX shell")
+    one_shot = compose()["services"][DASHBOARDS_ONE_SHOT]
+    source = mount_target(DASHBOARDS_ONE_SHOT, "grafana/dashboards")
+    target = _volume_target(DASHBOARDS_ONE_SHOT, "grafana-dashboards")
+    written = tmp_path / "provisioned"
+    written.mkdir()
+    (written / "removed.json").write_text("{}", encoding="utf-8")
+    script = _one_shot_script().replace(target, str(written)).replace(source, str(DASHBOARDS))
+    # Characters that mean something to sed, in an address a wiki could well have.
+    url = "https://wiki.example.go.id/ops?page=ptsp|gate&x=1"
+    env = {"PATH": os.environ["PATH"], **_plain(one_shot["environment"]), RUNBOOK_ENV: url}
+    done = subprocess.run(
+        [shell, "-c", script], env=env, capture_output=True, text=True, check=False, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    # Whatever the volume held before is replaced by the repository's dashboards.
+    assert {p.name for p in written.iterdir()} == set(_dashboards())
+    for name in _dashboards():
+        filled = json.loads((written / name).read_text(encoding="utf-8"))
+        variables = {v["name"]: v for v in filled["templating"]["list"]}
+        assert variables["datasource"]["current"]["value"] == env["DATASOURCE_UID"]
+        assert variables["runbook_url"]["query"] == url
+        assert not {t for t in _tokens(json.dumps(filled)) if t.startswith(("DS_", "VAR_"))}
+    # What is not an address, or would not stay one in JSON, stops the stack from starting
+    # with a dashboard that links nowhere.
+    for wrong in (
+        "docs/operations.md",
+        "https://",
+        'https://x/a"b',
+        "https://x/a\\b",
+        "https://x/ a",
+    ):
+        env[RUNBOOK_ENV] = wrong
+        refused = subprocess.run(
+            [shell, "-c", script], env=env, capture_output=True, text=True, check=False, timeout=30
+        )
+        assert refused.returncode != 0, wrong
+        assert RUNBOOK_ENV in refused.stderr, wrong
+
+
+def _plain(environment: dict[str, Any]) -> dict[str, str]:
+    """A compose environment as the container gets it, ${VAR:-default} taken at its default."""
+    return {
+        key: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value)) for key, value in environment.items()
+    }
+
+
+# --- where the runbook is -------------------------------------------------------------------
+
+
+def _env_example() -> dict[str, str]:
+    lines = (DEPLOY / ".env.example").read_text(encoding="utf-8").splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_every_alert_links_its_runbook_through_the_external_label() -> None:
+    for group in load(RULES)["groups"]:
+        for rule in group["rules"]:
+            if "alert" in rule:
+                match = RUNBOOK_TEMPLATE.fullmatch(rule["annotations"]["runbook_url"])
+                assert match, rule["alert"]
+                assert match.group(1) == rule["alert"].lower()
+    assert "github.com" not in RULES.read_text(encoding="utf-8")
+
+
+def test_compose_prometheus_sets_the_runbook_address_from_the_env_file() -> None:
+    config = load(PROMETHEUS_CONFIG)
+    assert config["global"]["external_labels"][RUNBOOK_LABEL] == "${" + RUNBOOK_ENV + "}"
+    prometheus = compose()["services"]["prometheus"]
+    default = _env_example()[RUNBOOK_ENV]
+    assert prometheus["environment"][RUNBOOK_ENV] == f"${{{RUNBOOK_ENV}:-{default}}}"
+    # Prometheus expands ${...} in external labels from version 3 on, without a feature flag.
+    (major,) = re.findall(r":v(\d+)\.", prometheus["image"])
+    assert int(major) >= 3
+    assert not [f for f in prometheus["command"] if "expand-external-labels" in f]
+
+
+def test_one_default_runbook_address_everywhere() -> None:
+    default = _env_example()[RUNBOOK_ENV]
+    assert default.startswith("https://")
+    assert default.endswith("/docs/operations.md")
+    assert local_config("ptsp-gate-runbook")["data"]["url"] == default
+    one_shot = compose()["services"][DASHBOARDS_ONE_SHOT]
+    assert _plain(one_shot["environment"])[RUNBOOK_ENV] == default
+    for dashboard in _dashboards().values():
+        inputs = {i["name"]: i for i in dashboard["__inputs"]}
+        assert inputs["VAR_RUNBOOK_URL"]["value"] == default
 
 
 # --- the Prometheus Operator ---------------------------------------------------------------------
@@ -208,6 +395,16 @@ def prometheus_rule_text() -> str:
     assert start is not None
     lines = text[start.start() :].splitlines(keepends=True)
     return PROMETHEUS_RULE_HEAD + "".join("  " + line if line.strip() else line for line in lines)
+
+
+def test_the_operator_overlay_writes_the_runbook_address_into_every_alert() -> None:
+    # A shared Prometheus needs no external label of ours: kustomize writes the address in.
+    address = local_config("ptsp-gate-runbook")["data"]["url"]
+    (rule,) = [d for d in kustomize(OPERATOR) if d["kind"] == "PrometheusRule"]
+    alerts = [r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
+    assert alerts
+    for alert in alerts:
+        assert alert["annotations"]["runbook_url"] == f"{address}#{alert['alert'].lower()}"
 
 
 def test_prometheusrule_carries_exactly_the_rules_file_groups() -> None:
