@@ -91,11 +91,17 @@ def ce_time_ms(headers: list[tuple[str, bytes]]) -> int:
 Event = tuple[bytes, list[tuple[str, bytes]], bytes, str, int]  # key, headers, value, id, ce_ms
 
 
-def make_event(rng: random.Random, employers: int, seq: int, phase: str) -> Event:
-    """One application event exactly as demo.application_record builds it; ce_time = now."""
+def make_event(
+    rng: random.Random, employers: int, seq: int, phase: str, traced: bool = False
+) -> Event:
+    """One application event exactly as demo.application_record builds it; ce_time = now. A
+    traced one also carries a W3C traceparent of its own trace, as an instrumented PTSP sends."""
     n = rng.randint(1, employers)
     data = application_for(n, seq, phase, datetime.now(UTC))
     key, headers, value = demo.application_record(data)
+    if traced:
+        parent = f"00-{rng.getrandbits(128):032x}-{rng.getrandbits(64) | 1:016x}-01"
+        headers.append(("traceparent", parent.encode()))
     return key, headers, value, data["application_id"], ce_time_ms(headers)
 
 

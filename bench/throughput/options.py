@@ -12,6 +12,7 @@ DEFAULT_BROKERS = {"mock": 1, "kafka": 3}
 # At most this many phase C runs: each gets a letter of its own in the application ids.
 MAX_LATENCY_RATES = 8
 ROLES = ("bench", "raw-pipe", "probe-load")
+TRACE_MODES = ("off", "headers", "export")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -59,6 +60,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "run the service (instance 0 only) under cProfile and write its stats to FILE "
         "(slows it down: the figures of such a run are not the service's throughput)"))
     add("--seed", type=int, default=20_260_101, help="seed of the event mix")
+    add("--trace", choices=TRACE_MODES, default="off", help=(
+        "off: events without trace context; headers: every event carries a traceparent, which "
+        "the service carries on (no exporter); export: the same, and the service exports its "
+        "spans over OTLP/HTTP to a sink in the bench that discards them"))
     # fmt: on
     # Internal: the raw pipe and the probe load run as child processes of the bench.
     add("--role", choices=ROLES, default="bench", help=argparse.SUPPRESS)

@@ -31,7 +31,8 @@ DRAIN_TIMEOUT_S = 60.0  # phase C: after the last event is sent, all its decisio
 def build_events(args: argparse.Namespace) -> list[Event]:
     """The N phase-B events; the same seed gives the same ones (but ce_time = now)."""
     rng = random.Random(args.seed)
-    return [make_event(rng, args.employers, i, "B") for i in range(args.events)]
+    traced = args.trace != "off"
+    return [make_event(rng, args.employers, i, "B", traced) for i in range(args.events)]
 
 
 async def produce_events(stack: Stack, events: list[Event]) -> tuple[float, float, int]:
@@ -176,7 +177,9 @@ async def phase_c(
             check_alive(services)
             due = min(total, int((loop.time() - started) * rate) + 1)
             while sent < due:
-                key, headers, value, app_id, ce_ms = make_event(rng, args.employers, sent, phase)
+                key, headers, value, app_id, ce_ms = make_event(
+                    rng, args.employers, sent, phase, args.trace != "off"
+                )
                 collector.expect(app_id, ce_ms)
                 futures.append(
                     await producer.send(stack.topics.applications, value, key=key, headers=headers)

@@ -162,6 +162,19 @@ def _latency_lines(c: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _trace_line(r: dict[str, Any]) -> str:
+    mode = r.get("trace", "off")
+    if mode == "off":
+        return "off: events carry no trace context"
+    if mode == "headers":
+        return "headers: every event carries a traceparent; no exporter"
+    sink = r.get("otlp_sink") or {}
+    return (
+        f"export: every event carries a traceparent; spans exported over OTLP/HTTP "
+        f"({sink.get('requests', 0):,} requests, {sink.get('bytes', 0) / 1e6:,.1f} MB)"
+    )
+
+
 def render(r: dict[str, Any]) -> str:
     m, s, b, c = r["machine"], r["setup"], r["phase_b"], r.get("phase_c") or []
     raw = r.get("phase_a")
@@ -189,6 +202,7 @@ def render(r: dict[str, Any]) -> str:
         f"setup       N={s['events']:,} events, {s['partitions']} partitions, {instances} "
         f"{'instances' if several else 'instance'}, batch {s['batch']}, "
         f"{s['employers']:,} employers, PostgreSQL {s['postgres']}",
+        f"trace       {_trace_line(r)}",
         "raw pipe    "
         + (
             f"{raw['rate']:>9,.0f} rec/s   ({raw['seconds']:.2f} s, cpu {raw['cpu_s']:.1f} s)"

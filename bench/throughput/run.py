@@ -28,6 +28,7 @@ from ptsp_gate.embedded.harness import ServiceProcess
 from .latency import DecisionCollector, DeliveryFloor, percentiles
 from .load import PRELOAD_COMPRESSION, Event, load_enrolments
 from .options import latency_run_name, parse_args, rate_label, resolve_rate
+from .otlp_sink import OtlpSink
 from .phases import build_events, phase_a, phase_b, phase_c, produce_events
 from .probe_load import probe_load_role, start_probe_load
 from .raw_pipe import raw_pipe_role
@@ -65,6 +66,7 @@ async def measure(stack: Stack, result: dict[str, Any], conn: asyncpg.Connection
         result["phase_a"] = await phase_a(stack)
 
     collector = DecisionCollector(stack.bootstrap, stack.topics.decisions, args.partitions)
+    sink = OtlpSink() if args.trace == "export" else None
     if instances == 1:
         _expect(collector, events)
     async with within(SETUP_TIMEOUT_S, "starting the decisions consumer"):
@@ -80,6 +82,9 @@ async def measure(stack: Stack, result: dict[str, Any], conn: asyncpg.Connection
         }
         if args.batch:
             service_env["PTSP_GATE_BATCH_MAX_RECORDS"] = str(args.batch)
+        result["trace"] = args.trace
+        if sink is not None:
+            service_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.url
         result["service_settings"] = {
             k: v for k, v in sorted(service_env.items()) if k.startswith("PTSP_GATE_")
         }
@@ -123,8 +128,12 @@ async def measure(stack: Stack, result: dict[str, Any], conn: asyncpg.Connection
         }
         result["duplicates"] = collector.duplicates
         result["unmatched_decisions"] = collector.unmatched
+        if sink is not None:
+            result["otlp_sink"] = {"requests": sink.requests, "bytes": sink.bytes}
     finally:
         await collector.stop()
+        if sink is not None:
+            sink.close()
     if args.profile:
         say(
             f"cProfile stats of the service{'' if instances == 1 else ' (instance 0)'}: "

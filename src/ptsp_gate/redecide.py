@@ -15,13 +15,13 @@ ago they were submitted.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from ptsp_gate import decisions
 from ptsp_gate.contract.events import ComplianceDecision
-from ptsp_gate.observability import decision_log
+from ptsp_gate.observability import decision_log, tracing
 from ptsp_gate.observability.metrics import Metrics
 from ptsp_gate.policy import PolicyBook, overrides
 from ptsp_gate.policy.overrides import Scope
@@ -54,13 +54,21 @@ class Redecider:
     decisions_topic: str
     event_source: str
 
-    async def employers(self, store: Store, nibs: Sequence[str], now: datetime) -> list[Change]:
-        """In the store's transaction: re-decide the open applications of these employers."""
+    async def employers(
+        self,
+        store: Store,
+        nibs: Sequence[str],
+        now: datetime,
+        traces: Mapping[str, tracing.OutHeaders] | None = None,
+    ) -> list[Change]:
+        """In the store's transaction: re-decide the open applications of these employers.
+        `traces` gives the trace context of each employer's change (by NIB); a decision of an
+        employer it does not name carries the current context."""
         if not nibs:
             return []
         since = now - timedelta(days=self.window_days)
         found = await store.latest_of_employers(nibs, since, OPEN)
-        return await self._redecide(store, found, now)
+        return await self._redecide(store, found, now, traces)
 
     async def overrides(self, store: Store, now: datetime) -> list[Change]:
         """In the store's transaction: decide again the open applications of the overrides
@@ -101,7 +109,11 @@ class Redecider:
         return await self._redecide(store, found, now)
 
     async def _redecide(
-        self, store: Store, found: Sequence[OpenDecision], now: datetime
+        self,
+        store: Store,
+        found: Sequence[OpenDecision],
+        now: datetime,
+        traces: Mapping[str, tracing.OutHeaders] | None = None,
     ) -> list[Change]:
         if not found:
             return []
@@ -146,10 +158,12 @@ class Redecider:
             )
         # A concurrent re-decider may have stored the same decision first: only what this
         # transaction inserted counts (and is announced).
+        current = tracing.current_headers()
         stored = await store.add_decisions(
             [(c.decision, c.event_id, c.enrolment_version) for c in changes],
             self.decisions_topic,
             self.event_source,
+            traces={c.decision.decision_id: (traces or {}).get(c.nib, current) for c in changes},
         )
         return [c for c in changes if c.decision.decision_id in stored]
 

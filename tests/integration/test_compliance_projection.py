@@ -177,6 +177,7 @@ async def _reset(dsn: str) -> None:
         await conn.close()
 
 
+@pytest.mark.machine_postgres_only
 def test_projection_equals_its_recomputation_under_any_interleaving(db_dsn: str) -> None:
     @settings(
         max_examples=200,

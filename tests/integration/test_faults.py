@@ -83,6 +83,7 @@ async def test_database_connections_killed_mid_stream_lose_nothing(
     )
 
 
+@pytest.mark.apache_kafka_only
 async def test_sigterm_while_busy_drains_commits_and_resumes(settings, producer, bootstrap, db):
     n = 6000
     await send(producer, settings.topic_applications, events(n, "TERM"))

@@ -141,6 +141,7 @@ async def test_probes_and_metrics(settings, producer, db) -> None:
     _promtool_check(body)
 
 
+@pytest.mark.apache_kafka_only
 async def test_workers_share_one_port_and_one_merged_exposition(settings, producer, db) -> None:
     port = free_port()
     proc = service_process(settings, "permit-checker", port, "--workers", "2")

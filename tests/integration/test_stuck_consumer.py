@@ -17,6 +17,7 @@ from .support import send, services
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.apache_kafka_only
 async def test_a_consumer_held_by_a_lock_turns_not_ready_and_recovers(settings, producer, db_dsn):
     settings = settings.model_copy(update={"consumer_stuck_after_s": 15.0})
     now = datetime.now(UTC)

@@ -105,6 +105,18 @@ def test_bad_policy_directory_is_one_line(monkeypatch, capsys, tmp_path) -> None
     assert "missing" in err[0]
 
 
+@pytest.mark.parametrize("service", ["permit-checker", "enrolment-sync"])
+def test_a_bad_otlp_endpoint_stops_a_service_in_one_line(monkeypatch, capsys, service) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")
+    assert main(["run", service]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "ptsp-gate run: OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL with a host"
+    ]
+
+
 def test_unreachable_database_is_one_line(monkeypatch, capsys) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
     assert main(["flagged"]) == 1

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ptsp_gate.contract import dead_letter, export
-from ptsp_gate.contract.cloudevents import BINARY_HEADERS, binary_headers
+from ptsp_gate.contract.cloudevents import BINARY_HEADERS
 from ptsp_gate.contract.events import CE_TYPE_APPLICATION, CE_TYPE_DECISION, PermitApplication
 from ptsp_gate.contract.topics import DLQ_SUFFIX
 
@@ -296,15 +296,26 @@ def _check_headers(schema: dict[str, Any], headers: list[tuple[str, bytes]]) -> 
 
 
 def test_decision_headers_match_binary_headers(asyncapi: dict[str, Any]) -> None:
+    """The headers of a decision as the gate queues it, trace context included."""
+    from ptsp_gate.contract.events import ComplianceDecision
+    from ptsp_gate.contract.export.examples import payload_examples
+    from ptsp_gate.stores.decisions import announcement
+
     schema = asyncapi["components"]["schemas"]["ComplianceDecisionHeaders"]
-    headers = binary_headers(
-        event_id="5f0c6c1e-3d5a-5b8e-9a4f-2a61c2a7d9b3",
-        source="urn:ptsp-gate:permit-checker",
-        ce_type=CE_TYPE_DECISION,
-        time=datetime(2025, 3, 4, 1, 15, 2, tzinfo=UTC),
-        subject="OSS-7314-2025-000123",
-    )
-    _check_headers(schema, headers)
+    decision = ComplianceDecision.model_validate(payload_examples()[CE_TYPE_DECISION])
+    trace = [
+        ("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        ("tracestate", b"vendor=abc"),
+        ("ce_traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        ("ce_tracestate", b"vendor=abc"),
+    ]
+    row = announcement(decision, "compliance.permit-decisions.v1", "urn:ptsp-gate:x", trace)
+    _check_headers(schema, row.headers)
+    assert dict(row.headers)["ce_dataschema"].decode() == schema_id_of_decision()
+
+
+def schema_id_of_decision() -> str:
+    return json.loads((REPO_ROOT / "schemas/compliance-decision.v1.schema.json").read_text())["$id"]
 
 
 def test_dead_letter_headers_match_intake(asyncapi: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.helpers import create_ssl_context
 from faststream.kafka import KafkaBroker
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.kafka.security import parse_security
 from faststream.security import (
@@ -89,7 +90,12 @@ def make_broker(settings: Settings, registry: CollectorRegistry) -> KafkaBroker:
         **client_kwargs(settings),
         security=security(settings),
         graceful_timeout=settings.graceful_timeout_s,
-        middlewares=[KafkaPrometheusMiddleware(registry=registry, app_name="ptsp-gate")],
+        # Telemetry outermost: the batch's span covers what the metrics middleware measures. It
+        # records nothing unless observability/tracing.py installed an exporter.
+        middlewares=[
+            KafkaTelemetryMiddleware(),
+            KafkaPrometheusMiddleware(registry=registry, app_name="ptsp-gate"),
+        ],
         logger=logging.getLogger("ptsp_gate.kafka"),
         log_level=logging.DEBUG,
     )

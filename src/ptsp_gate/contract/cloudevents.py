@@ -18,11 +18,22 @@ from ptsp_gate.contract import json_limits
 SPECVERSION = "1.0"
 JSON_CONTENT_TYPE = "application/json"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
-# The headers of a binary-mode event, in the order `binary_headers` writes them (ce_subject, when
-# the event has one, comes last).
+# The headers of a binary-mode event, in the order `binary_headers` writes them (ce_subject and
+# ce_dataschema, when the event has them, come last).
 BINARY_HEADERS = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type")
 # The longest id, source or type an event may carry; the published header schemas say the same.
 MAX_ATTRIBUTE_CHARS = 256
+
+# W3C Trace Context headers: plain, and as the CloudEvents distributed-tracing extension.
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+CE_TRACEPARENT = "ce_traceparent"
+CE_TRACESTATE = "ce_tracestate"
+# Version 00 has exactly these fields; a later version may append more after another "-".
+TRACEPARENT_PATTERN = "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$"
+# Longer trace headers are ignored: traceparent is 55 characters in version 00, and W3C asks no
+# one to keep more than 512 characters of tracestate.
+MAX_TRACE_HEADER_CHARS = 512
 
 Headers = list[tuple[str, bytes]]
 
@@ -44,6 +55,11 @@ class CloudEvent:
     time: datetime | None
     data: Any
     structured: bool = False
+    # The distributed-tracing extension (W3C trace context as CloudEvents attributes):
+    # `ce_traceparent`/`ce_tracestate` in binary mode, top-level attributes in structured mode.
+    # Unchecked here: a malformed one is ignored by the tracing layer, never refused.
+    traceparent: str | None = None
+    tracestate: str | None = None
 
 
 def _parse_time(raw: str | None) -> datetime | None:
@@ -147,11 +163,24 @@ def decode(
         time=_parse_time(time_raw),
         data=data,
         structured=content_type == STRUCTURED_CONTENT_TYPE,
+        traceparent=_extension(attrs, "traceparent"),
+        tracestate=_extension(attrs, "tracestate"),
     )
 
 
+def _extension(attrs: dict[str, Any], name: str) -> str | None:
+    value = attrs.get(name)
+    return value if isinstance(value, str) and value else None
+
+
 def binary_headers(
-    *, event_id: str, source: str, ce_type: str, time: datetime, subject: str | None = None
+    *,
+    event_id: str,
+    source: str,
+    ce_type: str,
+    time: datetime,
+    subject: str | None = None,
+    dataschema: str | None = None,
 ) -> Headers:
     """Headers of a binary-mode CloudEvent carrying JSON data."""
     if time.utcoffset() is None:
@@ -163,6 +192,8 @@ def binary_headers(
     ]
     if subject is not None:
         headers.append(("ce_subject", subject.encode()))
+    if dataschema is not None:
+        headers.append(("ce_dataschema", dataschema.encode()))
     return headers
 
 

@@ -22,6 +22,17 @@ CE_TYPE_RENEWAL = "id.go.ptsp.permit.renewal.submitted.v1"
 CE_TYPE_ENROLMENT = "id.go.bpjstk.employer.enrolment.v1"
 CE_TYPE_DECISION = "id.go.ptsp.compliance.decision.v1"
 
+# The published JSON Schemas (schemas/NAME.schema.json) are identified by these URNs, their
+# `$id`; a decision names its schema in `ce_dataschema`.
+DECISION_SCHEMA_NAME = "compliance-decision.v1"
+
+
+def schema_id(name: str) -> str:
+    return f"urn:ptsp-gate:schema:{name}"
+
+
+DECISION_DATASCHEMA = schema_id(DECISION_SCHEMA_NAME)
+
 MAX_INT64 = 2**63 - 1
 Count = Annotated[int, Field(ge=0, le=10_000_000)]
 

@@ -7,6 +7,7 @@ NPWP and NIK never reach these lines (decisions carry neither); the formatter ma
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from ptsp_gate.contract.events import ComplianceDecision
@@ -22,7 +23,12 @@ def enabled() -> bool:
     return _std.isEnabledFor(logging.INFO)
 
 
-def decided(decision: ComplianceDecision, event_id: str, record: RawRecord) -> None:
+def decided(
+    decision: ComplianceDecision,
+    event_id: str,
+    record: RawRecord,
+    trace: Mapping[str, str] | None = None,
+) -> None:
     log.info(
         "decision",
         event_id=event_id,
@@ -34,11 +40,17 @@ def decided(decision: ComplianceDecision, event_id: str, record: RawRecord) -> N
         topic=record.topic,
         partition=record.partition,
         offset=record.offset,
+        **(trace or {}),
     )
 
 
 def superseded(
-    decision: ComplianceDecision, *, event_id: str, from_outcome: str, trigger: str
+    decision: ComplianceDecision,
+    *,
+    event_id: str,
+    from_outcome: str,
+    trigger: str,
+    trace: Mapping[str, str] | None = None,
 ) -> None:
     log.info(
         "decision superseded",
@@ -50,6 +62,7 @@ def superseded(
         from_outcome=from_outcome,
         **_verdict(decision),
         trigger=trigger,
+        **(trace or {}),
     )
 
 

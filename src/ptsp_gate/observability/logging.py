@@ -10,6 +10,8 @@ from typing import Any
 
 import structlog
 
+from ptsp_gate.observability.tracing import add_trace_ids
+
 # NPWP (15 digits, or 16 for the new form) and NIK (16 digits) are personal or tax data: never
 # written to logs whole. What is masked, in any text:
 # - a run of 14 or more digits (14-17 cover the identifiers with a digit more or less around them;
@@ -130,6 +132,7 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

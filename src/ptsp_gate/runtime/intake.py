@@ -224,6 +224,11 @@ def event_data(event: CloudEvent, value: bytes | None) -> Any:
         return None
 
 
+def cloud_event(item: Valid[Any] | Invalid) -> CloudEvent | None:
+    """The CloudEvent of a record that could be read as one."""
+    return item.event if isinstance(item, Valid) else None
+
+
 def dlq_headers(invalid: Invalid, now: datetime | None = None) -> Headers:
     """The original headers plus the error, so the record can be understood and replayed.
 

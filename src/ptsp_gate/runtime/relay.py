@@ -21,6 +21,7 @@ from aiokafka import errors as kafka_errors
 
 from ptsp_gate.adapters.postgres import TRANSIENT_DB_ERRORS, connect
 from ptsp_gate.contract.cloudevents import unpack_headers
+from ptsp_gate.observability import tracing
 from ptsp_gate.observability.logging import get_logger
 from ptsp_gate.observability.metrics import Metrics
 from ptsp_gate.stores import outbox
@@ -214,10 +215,23 @@ class OutboxRelay:
 
 
 async def _send(producer: AIOKafkaProducer, row: asyncpg.Record) -> asyncio.Future[Any]:
-    """Hand one outbox row to the producer; the future resolves when the broker has it."""
-    future: asyncio.Future[Any] = await producer.send(
-        row["topic"], value=row["value"], key=row["key"], headers=unpack_headers(row["headers"])
-    )
+    """Hand one outbox row to the producer; the future resolves when the broker has it.
+
+    The publish span continues the trace the row carries. A decision then carries the publish
+    span's context instead, so that its reader's spans hang under it; a dead letter keeps the
+    original record's headers as they were."""
+    headers = unpack_headers(row["headers"])
+    span = tracing.publish_span(row["topic"], headers)
+    if span.is_recording() and row["kind"] == "decision":
+        headers = tracing.replace_trace(headers, tracing.outgoing(span))
+    try:
+        future: asyncio.Future[Any] = await producer.send(
+            row["topic"], value=row["value"], key=row["key"], headers=headers
+        )
+    except BaseException as exc:
+        tracing.failed([span], exc)
+        raise
+    tracing.end_when_done(span, future)
     return future
 
 

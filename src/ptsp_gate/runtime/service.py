@@ -19,6 +19,7 @@ from faststream.middlewares import AckPolicy
 from ptsp_gate.adapters import kafka, migrations
 from ptsp_gate.adapters.postgres import create_pool
 from ptsp_gate.config import Settings
+from ptsp_gate.observability import tracing
 from ptsp_gate.observability.logging import get_logger
 from ptsp_gate.observability.metrics import Metrics, mark_process_dead
 from ptsp_gate.policy import PolicyBook
@@ -57,6 +58,7 @@ class Service:
     def __init__(self, spec: ServiceSpec, settings: Settings, metrics: Metrics | None = None):
         if not settings.database_url:
             raise StartupError("DATABASE_URL is not set")
+        tracing.check_endpoints()
         self.spec = spec
         self.name = spec.name
         self.settings = settings
@@ -70,6 +72,7 @@ class Service:
         self.metrics.consumer_stalled.labels(spec.name)
         self.broker: KafkaBroker = kafka.make_broker(settings, self.metrics.registry)
         self.pool: asyncpg.Pool | None = None
+        self._tracer_provider: Any = None
         self.relay = OutboxRelay(
             dsn=settings.dsn(),
             producer_factory=lambda: kafka.make_producer(settings),
@@ -158,6 +161,9 @@ class Service:
             self.pool = None
 
     async def run_background(self) -> None:
+        # Here, not in open(): `run --workers N` opens once in the parent only to check.
+        if self._tracer_provider is None:
+            self._tracer_provider = tracing.configure(self.name)
         self.consumer.progress = PartitionProgress(now=asyncio.get_running_loop().time())
         self.relay.start()
         self._lag_task = asyncio.create_task(self._sample(), name="gauge-sampler")
@@ -190,6 +196,8 @@ class Service:
             self.pool = None
         mark_process_dead(os.getpid())
         log.info("service stopped", service=self.name)
+        tracing.shutdown(self._tracer_provider)
+        self._tracer_provider = None
 
     async def _sample(self, every_s: float = 5.0) -> None:
         """Gauges sampled on a timer: consumer lag, and the outbox backlog."""

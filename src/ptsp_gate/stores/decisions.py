@@ -4,7 +4,7 @@ re-decisions alike."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -14,11 +14,16 @@ import asyncpg
 from ptsp_gate.contract.cloudevents import binary_headers
 from ptsp_gate.contract.events import (
     CE_TYPE_DECISION,
+    DECISION_DATASCHEMA,
     ComplianceDecision,
     Outcome,
     PermitApplication,
 )
 from ptsp_gate.stores import compliance, outbox
+
+# The trace context headers each decision carries, by decision id (observability/tracing.py).
+TraceHeaders = Sequence[tuple[str, bytes]]
+Traces = Mapping[UUID, TraceHeaders]
 
 # Above this many decisions (a national re-decision, not a consumer batch), the statement is
 # planned for its values rather than from a plan cached for earlier, smaller ones: a generic plan
@@ -33,7 +38,9 @@ async def store_decisions(
     decisions: Sequence[tuple[ComplianceDecision, str, int | None]],
     topic: str,
     source: str,
+    *,
     also: Sequence[outbox.OutboxRow] = (),
+    traces: Traces | None = None,
 ) -> set[UUID]:
     """Record decisions and queue them for publication, in the caller's transaction, together
     with any other outbox rows (`also`: dead letters of the same batch). Returns the ids stored:
@@ -102,15 +109,22 @@ async def store_decisions(
     await outbox.insert(
         conn,
         [
-            *(announcement(d, topic, source) for d in ds if d.decision_id in stored),
+            *(
+                announcement(d, topic, source, (traces or {}).get(d.decision_id, ()))
+                for d in ds
+                if d.decision_id in stored
+            ),
             *also,
         ],
     )
     return stored
 
 
-def announcement(decision: ComplianceDecision, topic: str, source: str) -> outbox.OutboxRow:
-    """The outbox row that publishes a stored decision: keyed by NIB, CloudEvents binary mode."""
+def announcement(
+    decision: ComplianceDecision, topic: str, source: str, trace: TraceHeaders = ()
+) -> outbox.OutboxRow:
+    """The outbox row that publishes a stored decision: keyed by NIB, CloudEvents binary mode,
+    with the trace context of what caused it (`trace`: headers, possibly none)."""
     return outbox.OutboxRow(
         topic=topic,
         key=(decision.nib or decision.application_id).encode(),
@@ -120,7 +134,9 @@ def announcement(decision: ComplianceDecision, topic: str, source: str) -> outbo
             ce_type=CE_TYPE_DECISION,
             time=decision.decided_at,
             subject=decision.application_id,
-        ),
+            dataschema=DECISION_DATASCHEMA,
+        )
+        + list(trace),
         value=decision.model_dump_json().encode(),
         kind="decision",
     )

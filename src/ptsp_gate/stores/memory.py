@@ -21,7 +21,7 @@ from ptsp_gate.contract.events import (
 from ptsp_gate.policy import overrides
 from ptsp_gate.policy.overrides import Grant, Scope
 from ptsp_gate.runtime.intake import Invalid, Valid
-from ptsp_gate.stores.decisions import OpenDecision, Outcomes, announcement
+from ptsp_gate.stores.decisions import OpenDecision, Outcomes, Traces, announcement
 from ptsp_gate.stores.outbox import OutboxRow
 from ptsp_gate.stores.overrides import Settling
 from ptsp_gate.stores.unit_of_work import DecisionToStore, Rows, Store, Transactions
@@ -122,7 +122,12 @@ class MemoryStore:
             self.state.applications[item.event.id] = item.payload
 
     async def add_decisions(
-        self, items: Sequence[DecisionToStore], topic: str, source: str, also: Rows = ()
+        self,
+        items: Sequence[DecisionToStore],
+        topic: str,
+        source: str,
+        also: Rows = (),
+        traces: Traces | None = None,
     ) -> set[UUID]:
         known = {d.decision.decision_id for d in self.state.decisions}
         stored: set[UUID] = set()
@@ -132,7 +137,9 @@ class MemoryStore:
             self.state.decisions.append(StoredDecision(decision, event_id, version, topic, source))
             stored.add(decision.decision_id)
         self.state.outbox.extend(
-            announcement(d, topic, source) for d, _, _ in items if d.decision_id in stored
+            announcement(d, topic, source, (traces or {}).get(d.decision_id, ()))
+            for d, _, _ in items
+            if d.decision_id in stored
         )
         self.state.outbox.extend(also)
         return stored

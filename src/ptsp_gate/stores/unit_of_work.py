@@ -17,7 +17,7 @@ from ptsp_gate.contract.events import ComplianceDecision, EnrolmentState, Permit
 from ptsp_gate.policy.overrides import Grant
 from ptsp_gate.runtime.intake import Invalid, Valid
 from ptsp_gate.stores import applications, decisions, enrolments, idempotency, outbox, overrides
-from ptsp_gate.stores.decisions import OpenDecision, Outcomes
+from ptsp_gate.stores.decisions import OpenDecision, Outcomes, Traces
 from ptsp_gate.stores.outbox import OutboxRow
 
 # (decision, the input event's key, the enrolment version it used)
@@ -62,9 +62,15 @@ class Store(Protocol):
     async def add_applications(self, items: Sequence[Valid[PermitApplication]]) -> None: ...
 
     async def add_decisions(
-        self, items: Sequence[DecisionToStore], topic: str, source: str, also: Rows = ()
+        self,
+        items: Sequence[DecisionToStore],
+        topic: str,
+        source: str,
+        also: Rows = (),
+        traces: Traces | None = None,
     ) -> set[UUID]:
-        """Store decisions and queue them (and `also`) for publication; the ids stored."""
+        """Store decisions and queue them (and `also`) for publication, each with its trace
+        context headers from `traces`; the ids stored."""
         ...
 
     async def add_outbox(self, rows: Sequence[OutboxRow]) -> None: ...
@@ -136,9 +142,16 @@ class PostgresStore:
         await applications.insert(self.conn, items)
 
     async def add_decisions(
-        self, items: Sequence[DecisionToStore], topic: str, source: str, also: Rows = ()
+        self,
+        items: Sequence[DecisionToStore],
+        topic: str,
+        source: str,
+        also: Rows = (),
+        traces: Traces | None = None,
     ) -> set[UUID]:
-        return await decisions.store_decisions(self.conn, items, topic, source, also)
+        return await decisions.store_decisions(
+            self.conn, items, topic, source, also=also, traces=traces
+        )
 
     async def add_outbox(self, rows: Sequence[OutboxRow]) -> None:
         await outbox.insert(self.conn, rows)

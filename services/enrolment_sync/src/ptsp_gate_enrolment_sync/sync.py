@@ -6,10 +6,12 @@ only when its version is newer than the stored one, so replays and reordering ar
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from ptsp_gate import redecide
 from ptsp_gate.contract.events import CE_TYPE_ENROLMENT, EnrolmentState
+from ptsp_gate.observability import tracing
 from ptsp_gate.runtime import intake
 from ptsp_gate.runtime.context import HandlerContext
 from ptsp_gate.runtime.intake import Invalid, RawRecord, Valid
@@ -30,7 +32,16 @@ class EnrolmentSync:
             held = newest.get(item.payload.nib)
             if held is None or item.payload.version > held.payload.version:
                 newest[item.payload.nib] = item
-        applied, dead, changes = await self._commit(list(newest.values()), invalid)
+        spans = {
+            id(item): tracing.consume_span(item.record, intake.cloud_event(item)) for item in items
+        }
+        started = time.time_ns()
+        try:
+            applied, dead, changes = await self._commit(list(newest.values()), invalid, spans)
+        except BaseException as exc:
+            tracing.failed(spans.values(), exc)
+            raise
+        tracing.committed(spans.values(), started)
         m = self._ctx.metrics
         m.enrolment_updates.labels("applied").inc(len(applied))
         m.enrolment_updates.labels("stale").inc(len(valid) - len(applied))
@@ -41,7 +52,7 @@ class EnrolmentSync:
         """A record that fails even alone, with the infrastructure healthy: set aside as
         PROCESSING_FAILED, so the employers behind it are applied."""
         _, dead, _ = await self._commit(
-            [], [Invalid(record, "PROCESSING_FAILED", reason, [], None, None)]
+            [], [Invalid(record, "PROCESSING_FAILED", reason, [], None, None)], {}
         )
         self._note_dead(dead)
 
@@ -51,14 +62,23 @@ class EnrolmentSync:
             self._ctx.note_dead_letter(bad)
 
     async def _commit(
-        self, valid: Sequence[Valid[EnrolmentState]], invalid: Sequence[Invalid]
+        self,
+        valid: Sequence[Valid[EnrolmentState]],
+        invalid: Sequence[Invalid],
+        spans: dict[int, tracing.Span],
     ) -> tuple[set[str], list[Invalid], list[redecide.Change]]:
         async with self._ctx.transactions() as store:
             applied = await store.apply_enrolments(
                 [v.payload for v in valid], "stream", [v.event.id for v in valid]
             )
             # Same transaction: the new state and the decisions it changes become visible together.
-            changes = await self._ctx.redecider.employers(store, sorted(applied), self._ctx.clock())
+            # A re-decision continues the trace of the enrolment record that caused it.
+            traces = {
+                v.payload.nib: tracing.outgoing(spans[id(v)]) for v in valid if id(v) in spans
+            }
+            changes = await self._ctx.redecider.employers(
+                store, sorted(applied), self._ctx.clock(), traces
+            )
             dead: list[Invalid] = []
             if invalid:
                 # Dedupe dead letters too, so a redelivered bad record is not dead-lettered twice.

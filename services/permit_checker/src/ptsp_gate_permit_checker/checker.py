@@ -9,8 +9,9 @@ this returns, so a crash anywhere before that replays the batch and the dedupe a
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,7 +25,7 @@ from ptsp_gate.contract.events import (
     Outcome,
     PermitApplication,
 )
-from ptsp_gate.observability import decision_log
+from ptsp_gate.observability import decision_log, tracing
 from ptsp_gate.policy import rejected
 from ptsp_gate.policy.overrides import Grant
 from ptsp_gate.runtime import intake
@@ -35,6 +36,8 @@ from ptsp_gate.stores.unit_of_work import Store
 ACCEPTED_TYPES = tuple(ACTION_BY_CE_TYPE)
 
 Item = Valid[PermitApplication] | Invalid
+# Each record's consume span, by (partition, offset): unique within a batch.
+Spans = Mapping[tuple[int, int], tracing.Span]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,7 @@ class Decided:
     invalid: Invalid | None
     enrolment_version: int | None
     record: RawRecord
+    span: tracing.Span
 
 
 class PermitChecker:
@@ -59,12 +63,15 @@ class PermitChecker:
         # concurrently on separate connections: one group's parsing and deciding overlaps another's
         # database round trips. Within a partition, order is kept.
         groups: dict[int, list[Item]] = {}
+        spans: dict[tuple[int, int], tracing.Span] = {}
         for record in records:
-            groups.setdefault(record.partition % self._ctx.parallel, []).append(
-                read(record, self._ctx.max_event_bytes)
+            item = read(record, self._ctx.max_event_bytes)
+            spans[record.partition, record.offset] = tracing.consume_span(
+                record, intake.cloud_event(item)
             )
+            groups.setdefault(record.partition % self._ctx.parallel, []).append(item)
         results = await asyncio.gather(
-            *(self._commit(g) for g in groups.values()), return_exceptions=True
+            *(self._commit(g, spans) for g in groups.values()), return_exceptions=True
         )
         for result in results:
             if isinstance(result, BaseException):
@@ -80,16 +87,30 @@ class PermitChecker:
         """A record that fails even alone, with the infrastructure healthy: set aside as
         PROCESSING_FAILED (not REJECTED: the event may be valid; a replay decides it once the
         cause is fixed)."""
+        item = Invalid(record, "PROCESSING_FAILED", reason, [], None, None)
         self._observe(
-            await self._commit([Invalid(record, "PROCESSING_FAILED", reason, [], None, None)])
+            await self._commit(
+                [item], {(record.partition, record.offset): tracing.consume_span(record)}
+            )
         )
 
-    async def _commit(self, items: Sequence[Item]) -> list[Decided]:
+    async def _commit(self, items: Sequence[Item], spans: Spans) -> list[Decided]:
         """Store and decide what is new, in one transaction. An event under a ce_id handled
         before (or earlier in the batch) is a redelivery when its content is the same, absorbed;
         otherwise an ID_CONFLICT, dead-lettered and answered."""
         if not items:
             return []
+        mine = [spans[i.record.partition, i.record.offset] for i in items]
+        started = time.time_ns()
+        try:
+            decided = await self._transaction(items, spans)
+        except BaseException as exc:
+            tracing.failed(mine, exc)
+            raise
+        tracing.committed(mine, started)
+        return decided
+
+    async def _transaction(self, items: Sequence[Item], spans: Spans) -> list[Decided]:
         topic = items[0].record.topic
         ids = {i.event.id if isinstance(i, Valid) else i.event_id for i in items}
         decided: list[Decided] = []
@@ -114,12 +135,14 @@ class PermitChecker:
                 if (key in accepted if is_accepted else key in claimed)
             ]
             if todo:
-                decided = await self._decide_and_store(store, todo)
+                decided = await self._decide_and_store(store, todo, spans)
         if absorbed:
             self._ctx.metrics.duplicates.labels(topic).inc(absorbed)
         return decided
 
-    async def _decide_and_store(self, store: Store, todo: Sequence[Item]) -> list[Decided]:
+    async def _decide_and_store(
+        self, store: Store, todo: Sequence[Item], spans: Spans
+    ) -> list[Decided]:
         valid = [i for i in todo if isinstance(i, Valid)]
         states = await store.enrolments((i.payload.employer.nib for i in valid), lock=True)
         complete = await store.complete_regions(i.payload.region_code for i in valid)
@@ -127,7 +150,11 @@ class PermitChecker:
         grants = await store.grants(
             (i.payload.application_id for i in valid), (i.payload.employer.nib for i in valid), now
         )
-        decided = [self._decide(item, states, complete, grants, now) for item in todo]
+        decided: list[Decided] = []
+        for item in todo:
+            span = spans[item.record.partition, item.record.offset]
+            with tracing.child(span, "decide"):
+                decided.append(self._decide(item, states, complete, grants, now, span=span))
         await store.add_applications(valid)
         failed_at = self._ctx.clock()
         await store.add_decisions(
@@ -143,6 +170,11 @@ class PermitChecker:
                 for d in decided
                 if d.invalid is not None
             ],
+            traces={
+                d.decision.decision_id: tracing.outgoing(d.span)
+                for d in decided
+                if d.decision is not None
+            },
         )
         return decided
 
@@ -153,6 +185,8 @@ class PermitChecker:
         complete: set[str],
         grants: Sequence[Grant],
         now: datetime,
+        *,
+        span: tracing.Span,
     ) -> Decided:
         policies = self._ctx.policies
         if isinstance(item, Valid):
@@ -169,11 +203,11 @@ class PermitChecker:
             )
             version = enrolment.version if enrolment is not None else None
             event_time = item.event.time or app.submitted_at
-            return Decided(item.event_key, decision, event_time, None, version, item.record)
+            return Decided(item.event_key, decision, event_time, None, version, item.record, span)
         # An invalid event still gets an answer when the PTSP can tell which application it was.
         app_id = item.field("application_id")
         if app_id is None:
-            return Decided(item.event_key, None, now, item, None, item.record)
+            return Decided(item.event_key, None, now, item, None, item.record, span)
         region = item.field("region_code")
         verdict = rejected(
             policies.for_region(region).version,
@@ -190,7 +224,7 @@ class PermitChecker:
             enrolment_version=None,
             now=now,
         )
-        return Decided(item.event_key, decision, now, item, None, item.record)
+        return Decided(item.event_key, decision, now, item, None, item.record, span)
 
     def _observe(self, decided: Sequence[Decided]) -> None:
         m = self._ctx.metrics
@@ -201,13 +235,15 @@ class PermitChecker:
         for d in decided:
             if d.invalid is not None:
                 self._ctx.note_dead_letter(
-                    d.invalid, application_id=d.decision.application_id if d.decision else None
+                    d.invalid,
+                    application_id=d.decision.application_id if d.decision else None,
+                    **tracing.log_fields(d.span),
                 )
             decision = d.decision
             if decision is None:
                 continue
             if log_each:
-                decision_log.decided(decision, d.event_key, d.record)
+                decision_log.decided(decision, d.event_key, d.record, tracing.log_fields(d.span))
             outcomes[decision.outcome.value, decision.action or "UNKNOWN"] += 1
             if decision.outcome is Outcome.BLOCKED:
                 blocks.update(

@@ -5,11 +5,18 @@ from __future__ import annotations
 
 from ptsp_gate.contract.cloudevents import (
     BINARY_HEADERS,
+    CE_TRACEPARENT,
+    CE_TRACESTATE,
     JSON_CONTENT_TYPE,
     MAX_ATTRIBUTE_CHARS,
+    MAX_TRACE_HEADER_CHARS,
     SPECVERSION,
     STRUCTURED_CONTENT_TYPE,
+    TRACEPARENT,
+    TRACEPARENT_PATTERN,
+    TRACESTATE,
 )
+from ptsp_gate.contract.events import DECISION_DATASCHEMA
 from ptsp_gate.contract.export.json_schema import JsonObject
 
 
@@ -38,7 +45,7 @@ def ce_headers(ce_type: str, *, inbound: bool) -> JsonObject:
         "description": (
             "CloudEvents 1.0 attributes in Kafka headers (Kafka protocol binding, binary content "
             "mode). Header values are UTF-8 text; ce_* attributes that are not valid UTF-8 make "
-            "the record unusable. Other headers (e.g. tracing) may be present."
+            "the record unusable. Other headers may be present."
         ),
         "required": list(BINARY_HEADERS),
         "properties": {
@@ -77,11 +84,50 @@ def ce_headers(ce_type: str, *, inbound: bool) -> JsonObject:
             },
         },
     }
+    headers["properties"].update(trace_headers(inbound=inbound))
     if not inbound:
-        headers["required"].append("ce_subject")
+        headers["required"] += ["ce_subject", "ce_dataschema"]
         headers["properties"]["ce_subject"] = {
             "type": "string",
             "minLength": 1,
             "description": "The payload's `application_id`.",
         }
+        headers["properties"]["ce_dataschema"] = {
+            "type": "string",
+            "const": DECISION_DATASCHEMA,
+            "description": (
+                "The payload's JSON Schema: the `$id` of "
+                "schemas/compliance-decision.v1.schema.json."
+            ),
+        }
     return headers
+
+
+def trace_headers(*, inbound: bool) -> JsonObject:
+    """W3C Trace Context, plain and as the CloudEvents distributed-tracing extension."""
+    if inbound:
+        parent = (
+            "W3C traceparent of the producer's span (optional). The gate's spans and the "
+            "decisions this event causes continue this trace. Preferred over ce_traceparent when "
+            "both are present; a malformed, duplicated or oversized value is ignored, never a "
+            "reason to refuse the event."
+        )
+        ce_parent = (
+            "The CloudEvents distributed-tracing extension (optional): read when no plain "
+            "traceparent header is present. In structured mode, the `traceparent` attribute."
+        )
+    else:
+        parent = (
+            "W3C traceparent continuing the trace of the event that caused this decision (the "
+            "application's, or for a re-decision the enrolment record's); absent when that event "
+            "carried none and the gate exports no traces."
+        )
+        ce_parent = "The same value as traceparent (CloudEvents distributed-tracing extension)."
+    trace_parent = {"type": "string", "pattern": TRACEPARENT_PATTERN}
+    trace_state = {"type": "string", "maxLength": MAX_TRACE_HEADER_CHARS}
+    return {
+        TRACEPARENT: {**trace_parent, "description": parent},
+        TRACESTATE: {**trace_state, "description": "W3C tracestate, with traceparent."},
+        CE_TRACEPARENT: {**trace_parent, "description": ce_parent},
+        CE_TRACESTATE: {**trace_state, "description": "W3C tracestate, with ce_traceparent."},
+    }

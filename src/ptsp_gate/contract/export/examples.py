@@ -8,7 +8,7 @@ import json
 from datetime import datetime
 
 from ptsp_gate.contract import events
-from ptsp_gate.contract.cloudevents import binary_headers
+from ptsp_gate.contract.cloudevents import CE_TRACEPARENT, TRACEPARENT, binary_headers
 from ptsp_gate.contract.export.json_schema import PAYLOADS, JsonObject
 
 # The example message of each event type: its name, where it comes from and when.
@@ -107,11 +107,27 @@ def payload_examples() -> dict[str, JsonObject]:
 def message_example(ce_type: str) -> JsonObject:
     """The AsyncAPI message example of an event type: its example payload, with headers."""
     name, source, time = _MESSAGES[ce_type]
+    payload = payload_examples()[ce_type]
+    decision = ce_type == events.CE_TYPE_DECISION
     headers = binary_headers(
-        event_id=f"{name}-0001", source=source, ce_type=ce_type, time=datetime.fromisoformat(time)
+        event_id=f"{name}-0001",
+        source=source,
+        ce_type=ce_type,
+        time=datetime.fromisoformat(time),
+        subject=payload["application_id"] if decision else None,
+        dataschema=events.DECISION_DATASCHEMA if decision else None,
     )
+    # A decision continues the application's trace: same trace id, the gate's span id.
+    parent = (
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-"
+        + ("00f067aa0ba902b7" if decision else "53995c3f42cd8ad8")
+        + "-01"
+    )
+    headers.append((TRACEPARENT, parent.encode()))
+    if decision:
+        headers.append((CE_TRACEPARENT, parent.encode()))
     return {
         "name": name,
         "headers": {header: value.decode() for header, value in headers},
-        "payload": payload_examples()[ce_type],
+        "payload": payload,
     }

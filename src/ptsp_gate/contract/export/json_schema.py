@@ -15,9 +15,11 @@ from ptsp_gate.contract.events import (
     CE_TYPE_DECISION,
     CE_TYPE_ENROLMENT,
     CE_TYPE_RENEWAL,
+    DECISION_SCHEMA_NAME,
     ComplianceDecision,
     EnrolmentState,
     PermitApplication,
+    schema_id,
 )
 from ptsp_gate.contract.topics import TOPIC_APPLICATIONS, TOPIC_DECISIONS, TOPIC_ENROLMENT
 
@@ -76,7 +78,7 @@ PAYLOADS: Final[tuple[Payload, ...]] = (
     ),
     Payload("employer-enrolment.v1", EnrolmentState, (CE_TYPE_ENROLMENT,), TOPIC_ENROLMENT),
     Payload(
-        "compliance-decision.v1",
+        DECISION_SCHEMA_NAME,
         ComplianceDecision,
         (CE_TYPE_DECISION,),
         TOPIC_DECISIONS,
@@ -109,7 +111,7 @@ def payload_json_schema(payload: Payload) -> JsonObject:
     schema = model_schema(payload)
     return {
         "$schema": JSON_SCHEMA_DIALECT,
-        "$id": f"urn:ptsp-gate:schema:{payload.name}",
+        "$id": schema_id(payload.name),
         **schema,
         "title": f"ptsp-gate/{payload.name} ({payload.model.__name__})",
     }
