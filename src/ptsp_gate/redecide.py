@@ -42,6 +42,7 @@ class Change:
     decision: ComplianceDecision
     event_id: str
     enrolment_version: int | None
+    trace: tracing.OutHeaders  # the trace context the decision carries on
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,7 @@ class Redecider:
             (f.application.employer.nib for f in found),
             now,
         )
+        current = tracing.current_headers()
         changes: list[Change] = []
         for old in found:
             application = old.application
@@ -154,16 +156,16 @@ class Redecider:
                     decision,
                     old.event_id,
                     enrolment.version if enrolment is not None else None,
+                    (traces or {}).get(application.employer.nib, current),
                 )
             )
         # A concurrent re-decider may have stored the same decision first: only what this
         # transaction inserted counts (and is announced).
-        current = tracing.current_headers()
         stored = await store.add_decisions(
             [(c.decision, c.event_id, c.enrolment_version) for c in changes],
             self.decisions_topic,
             self.event_source,
-            traces={c.decision.decision_id: (traces or {}).get(c.nib, current) for c in changes},
+            traces={c.decision.decision_id: c.trace for c in changes},
         )
         return [c for c in changes if c.decision.decision_id in stored]
 
@@ -173,7 +175,11 @@ def observe(metrics: Metrics, changes: Sequence[Change], trigger: str) -> None:
     if decision_log.enabled():
         for c in changes:
             decision_log.superseded(
-                c.decision, event_id=c.event_id, from_outcome=c.from_outcome, trigger=trigger
+                c.decision,
+                event_id=c.event_id,
+                from_outcome=c.from_outcome,
+                trigger=trigger,
+                trace=tracing.log_fields_of(c.trace),
             )
     for (old, new), n in Counter((c.from_outcome, c.to_outcome) for c in changes).items():
         metrics.redecisions.labels(old, new).inc(n)

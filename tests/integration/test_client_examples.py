@@ -2,7 +2,7 @@
 are built here and run against Apache Kafka and the gate's services as processes, as a licensing
 office would run them. A trace the client starts continues through the gate and back: the gate's
 spans, exported over OTLP to a collector in the test, hang in the client's trace, and the decision
-carries the gate's publish span on to the client."""
+carries the gate's span of the record on to the client."""
 
 from __future__ import annotations
 
@@ -162,7 +162,7 @@ def _gate_spans(collector: Collector, settings, trace_id: str) -> dict[str, Rece
 def _assert_trace_crosses_the_gate(
     collector: Collector, settings, answer: dict[str, Any], trace_id: str, client_span: str
 ) -> None:
-    """The client's trace goes on in the gate, whose publish span the decision names."""
+    """The client's trace goes on in the gate, whose span of the record the decision names."""
     spans = _gate_spans(collector, settings, trace_id)
     consume = spans[f"{settings.topic_applications} process"]
     publish = spans[f"{settings.topic_decisions} publish"]
@@ -173,7 +173,7 @@ def _assert_trace_crosses_the_gate(
     assert spans["commit"].parent_span_id == consume.span_id
     assert publish.parent_span_id == consume.span_id
     assert answer["trace_id_sent"] == trace_id
-    assert answer["traceparent_received"] == f"00-{trace_id}-{publish.span_id}-01"
+    assert answer["traceparent_received"] == f"00-{trace_id}-{consume.span_id}-01"
 
 
 async def test_the_java_client_gets_its_decisions_and_its_trace_back(
@@ -280,6 +280,11 @@ async def test_the_node_client_gets_its_decisions_and_its_trace_back(
     )
     assert again.returncode == 1
     assert again.stderr.strip().splitlines()[-1].startswith("error:")
+    assert "node-event-1" in again.stderr
+    answers = await read_topic(
+        settings.kafka_bootstrap_servers, settings.topic_decisions, 3, timeout=3
+    )
+    assert [header(r, "ce_subject") for r in answers].count("NODE-BLOCKED") == 1
 
     # Sent unchecked, a malformed application is answered REJECTED by the gate.
     rejected = _answer(

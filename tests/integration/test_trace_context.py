@@ -42,9 +42,10 @@ async def test_trace_context_reaches_decisions_and_dead_letters(settings, produc
     ce_only, ce_trace, _ = _traceparent()
     structured_parent, structured_trace, _ = _traceparent()
     invalid_parent, invalid_trace, _ = _traceparent()
-    a, b, d, e, f, g = (demo.application(n, now=now) for n in (1, 2, 3, 4, 5, 6))
-    for app, name in zip((a, b, d, e, f, g), "ABDEFG", strict=True):
+    a, b, d, e, f, g, h, i = (demo.application(n, now=now) for n in range(1, 9))
+    for app, name in zip((a, b, d, e, f, g, h, i), "ABDEFGHI", strict=True):
         app["application_id"] = f"TRACE-{name}"
+    i["employer"]["nib"] = "1"  # invalid, in structured mode
     d["employer"]["nib"] = "123"  # invalid: REJECTED, and a dead letter
     structured = {
         "specversion": "1.0",
@@ -81,18 +82,29 @@ async def test_trace_context_reaches_decisions_and_dead_letters(settings, produc
             ("traceparent", b"\xff" * 40),
             ("ce_traceparent", b"00-" + b"0" * 32 + b"-" + b"1" * 16 + b"-01"),
         ),
+        _with(
+            demo.application_record(h),
+            ("ce_traceparent", plain.encode()),
+            ("ce_traceparent", other.encode()),
+            ("ce_tracestate", b"\xc3\x28"),
+        ),
+        (
+            i["employer"]["nib"].encode(),
+            [("content-type", b"application/cloudevents+json")],
+            json.dumps({**structured, "id": str(uuid.uuid4()), "data": i}).encode(),
+        ),
     ]
     async with services(settings, "permit-checker"):
         await send(producer, settings.topic_applications, records)
         decided = _by_application(
             await read_topic(
-                settings.kafka_bootstrap_servers, settings.topic_decisions, 6, distinct=header_id
+                settings.kafka_bootstrap_servers, settings.topic_decisions, 8, distinct=header_id
             )
         )
         dead = await read_topic(
-            settings.kafka_bootstrap_servers, settings.dlq_topic(settings.topic_applications), 1
+            settings.kafka_bootstrap_servers, settings.dlq_topic(settings.topic_applications), 2
         )
-    assert set(decided) == {f"TRACE-{n}" for n in "ABDEFG"}
+    assert set(decided) == {f"TRACE-{n}" for n in "ABDEFGHI"}
     for record in decided.values():
         assert header(record, "ce_dataschema") == DECISION_DATASCHEMA
     # Without an exporter the gate records no span of its own: the context goes on unchanged.
@@ -109,8 +121,11 @@ async def test_trace_context_reaches_decisions_and_dead_letters(settings, produc
     assert header(rejected, "traceparent") == invalid_parent
     assert invalid_trace in invalid_parent
     # The dead letter keeps the sender's headers, its trace context among them.
-    assert header(dead[0], "traceparent") == invalid_parent
-    for name in ("TRACE-F", "TRACE-G"):
+    assert [header(r, "traceparent") for r in dead].count(invalid_parent) == 1
+    # A structured event refused by the schema: its answer keeps the extension's trace.
+    assert json.loads(decided["TRACE-I"].value)["outcome"] == "REJECTED"
+    assert header(decided["TRACE-I"], "traceparent") == structured_parent
+    for name in ("TRACE-F", "TRACE-G", "TRACE-H"):
         assert json.loads(decided[name].value)["outcome"] != "REJECTED"
         assert header(decided[name], "traceparent") is None
         assert header(decided[name], "ce_traceparent") is None

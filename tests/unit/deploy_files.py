@@ -149,6 +149,13 @@ def by_kind(kind: str) -> dict[str, dict[str, Any]]:
     }
 
 
+def commented_setting(path: Path, name: str) -> str:
+    """The value of a setting a file shows commented out (`# NAME: value`): a hint, not set."""
+    text = path.read_text(encoding="utf-8")
+    (value,) = re.findall(rf"^\s*#\s*{re.escape(name)}:\s*(\S+)\s*$", text, re.M)
+    return value
+
+
 def local_config(name: str) -> dict[str, Any]:
     (found,) = [
         doc

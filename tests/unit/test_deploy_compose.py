@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from ptsp_gate.adapters import migrations
+from ptsp_gate.observability.tracing import OTLP_ENDPOINT_VARIABLES, check_endpoints
 from tests.unit.deploy_files import (
     CONSOLE,
     CONSOLE_DB_LOGIN,
@@ -24,6 +25,7 @@ from tests.unit.deploy_files import (
     SERVER_ENV_NAMES,
     SERVICES,
     bind_mounts,
+    commented_setting,
     compose,
     database_url_user,
     defaults,
@@ -198,6 +200,25 @@ def test_compose_sets_only_real_settings() -> None:
     for name, svc in services.items():
         unknown = set(svc["environment"]) - known
         assert not unknown, (name, unknown)
+
+
+def test_compose_ships_trace_export_off_with_its_setting_hinted() -> None:
+    name = "OTEL_EXPORTER_OTLP_ENDPOINT"
+    # Unset, nothing is exported.
+    for service, svc in ptsp_gate_services().items():
+        assert not set(OTLP_ENDPOINT_VARIABLES) & set(svc["environment"]), service
+    # The hint is an endpoint the services accept once uncommented...
+    hint = commented_setting(DEPLOY / "compose.yaml", name)
+    check_endpoints({name: hint})
+    # ...in the environment the two Kafka services share and the console does not.
+    text = (DEPLOY / "compose.yaml").read_text(encoding="utf-8")
+    (block,) = re.findall(r"^x-service-env:.*?\n(?=\S)", text, re.M | re.S)
+    assert f"# {name}: {hint}" in block
+    shared = compose()["x-service-env"]
+    services = compose()["services"]
+    for service in KAFKA_SERVICES:
+        assert services[service]["environment"] == shared, service
+    assert services[CONSOLE]["environment"] != shared
 
 
 def test_compose_secrets_come_from_the_env_file_example() -> None:

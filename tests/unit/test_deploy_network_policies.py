@@ -1,8 +1,9 @@
 """deploy/kubernetes/base/network-policies.yaml, evaluated offline as a cluster would: which
 peers and ports each workload's pods may reach and be reached from, against what each workload
-needs (its PostgreSQL, its Kafka, the identity provider, DNS, Prometheus, the Ingress
-controller), and the per-cluster values against their documentation in deploy/README.md. The
-manifests' schemas are checked with the others in test_deploy_kubernetes.py."""
+needs (its PostgreSQL, its Kafka, the identity provider, the trace collector, DNS, Prometheus,
+the Ingress controller), and the per-cluster values against their documentation in
+deploy/README.md. The manifests' schemas are checked with the others in
+test_deploy_kubernetes.py."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+import yaml
+
+from ptsp_gate.observability.tracing import (
+    OTLP_ENDPOINT_VARIABLES,
+    check_endpoints,
+    export_configured,
+)
 from tests.unit.deploy_files import (
     CONSOLE,
     DEPLOY,
@@ -18,6 +26,8 @@ from tests.unit.deploy_files import (
     KAFKA_SERVICES,
     SERVICES,
     by_kind,
+    commented_setting,
+    config_maps_read,
     container,
     docs,
     environment,
@@ -32,6 +42,10 @@ NAMESPACE_LABEL = "kubernetes.io/metadata.name"
 # endpoint, over HTTPS.
 HTTPS = 443
 MIGRATE = "ptsp-gate-migrate"
+# Trace export: the Kafka services send their spans to a collector over OTLP/HTTP once the
+# ConfigMap sets the variable it shows commented out, through this policy's egress.
+OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+OTLP_POLICY = "ptsp-gate-otlp"
 
 Port = tuple[str, int]  # (protocol, number)
 
@@ -97,6 +111,14 @@ def _bootstrap() -> list[tuple[str, int]]:
     return [(host, int(port)) for host, _, port in (s.rpartition(":") for s in servers)]
 
 
+def _otlp_endpoint() -> tuple[str, int]:
+    """The collector's host and port, as the ConfigMap's commented hint names them."""
+    url = urlsplit(commented_setting(K8S / "base" / "configmap.yaml", OTLP_ENDPOINT))
+    assert url.hostname, url
+    assert url.port, url
+    return url.hostname, url.port
+
+
 def _cluster_namespace(host: str) -> str | None:
     """The namespace of a Service's in-cluster name (`name.namespace.svc[.cluster.local]`)."""
     match = re.fullmatch(r"[^.]+\.([^.]+)\.svc(?:\.[\w.-]+)?", host)
@@ -138,10 +160,11 @@ def test_no_rule_allows_any_peer_or_any_port() -> None:
 def test_each_workload_reaches_dns_postgresql_and_only_what_else_it_needs() -> None:
     database = {("TCP", port) for port in _database_ports()}
     kafka = {("TCP", port) for _, port in _bootstrap()}
+    otlp = {("TCP", _otlp_endpoint()[1])}
     dns = {("UDP", 53), ("TCP", 53)}
     wanted = {
-        "permit-checker": dns | database | kafka,
-        "enrolment-sync": dns | database | kafka,
+        "permit-checker": dns | database | kafka | otlp,
+        "enrolment-sync": dns | database | kafka | otlp,
         CONSOLE: dns | database | {("TCP", HTTPS)},
         MIGRATE: dns | database,
     }
@@ -173,6 +196,52 @@ def test_only_the_console_reaches_the_identity_provider() -> None:
     for name, workload in _by_name().items():
         reached = set().union(*(ports for _, ports in _rules(workload, "Egress")))
         assert (("TCP", HTTPS) in reached) is (name == CONSOLE), name
+
+
+def test_only_the_kafka_services_reach_the_trace_collector() -> None:
+    (policy,) = [p for p in _policies() if p["metadata"]["name"] == OTLP_POLICY]
+    selected = {
+        name
+        for name, workload in _by_name().items()
+        if selects(policy["spec"]["podSelector"], pod_labels(workload))
+    }
+    # The officer console exports no spans, and the migrations none either.
+    assert selected == set(KAFKA_SERVICES)
+    assert policy["spec"]["policyTypes"] == ["Egress"]
+    host, port = _otlp_endpoint()
+    (rule,) = policy["spec"]["egress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": port}]
+    namespace = _cluster_namespace(host)
+    for name, workload in _by_name().items():
+        peers = [peer for peer, ports in _rules(workload, "Egress") if ("TCP", port) in ports]
+        assert bool(peers) is (name in KAFKA_SERVICES), name
+        if not peers:
+            continue
+        if namespace is not None:
+            # A Service in the cluster: the collector's namespace.
+            assert [p for p in peers if _namespace_of(p) == namespace], (name, host)
+        else:
+            assert [p for p in peers if "ipBlock" in p], (name, host)
+    # The collector's port depends on the cluster, as its address does.
+    assert _markers()["otlp-port"] == str(port)
+
+
+def test_trace_export_ships_off_with_its_setting_hinted() -> None:
+    # Unset, nothing is exported: no workload gets an endpoint until the operator uncomments it.
+    for name, workload in _by_name().items():
+        variables = environment(workload)
+        assert not set(OTLP_ENDPOINT_VARIABLES) & set(variables), name
+        assert not export_configured({k: v or "" for k, v in variables.items()}), name
+    # The hint is an endpoint the services accept once uncommented, in the ConfigMap the two
+    # Kafka services read whole and the console does not.
+    path = K8S / "base" / "configmap.yaml"
+    hint = commented_setting(path, OTLP_ENDPOINT)
+    check_endpoints({OTLP_ENDPOINT: hint})
+    assert export_configured({OTLP_ENDPOINT: hint})
+    text = path.read_text(encoding="utf-8")
+    (hinted,) = [yaml.safe_load(d) for d in text.split("\n---\n") if f"# {OTLP_ENDPOINT}:" in d]
+    for name, workload in _by_name().items():
+        assert (hinted["data"] in config_maps_read(workload)) is (name in KAFKA_SERVICES), name
 
 
 def test_prometheus_reaches_each_metrics_port_and_officers_only_the_consoles() -> None:

@@ -129,12 +129,6 @@ def test_without_an_exporter_a_records_span_keeps_the_senders_context() -> None:
     assert tracing.outgoing(tracing.consume_span(record)) == []
 
 
-def test_replacing_the_trace_keeps_every_other_header_in_order() -> None:
-    headers = [("ce_id", b"1"), ("traceparent", b"old"), ("ce_traceparent", b"old"), ("x", b"2")]
-    new = [("traceparent", PARENT.encode())]
-    assert tracing.replace_trace(headers, new) == [("ce_id", b"1"), ("x", b"2"), *new]
-
-
 def test_the_extension_is_read_from_both_content_modes() -> None:
     binary = decode(
         [
@@ -219,6 +213,39 @@ def test_an_endpoint_installs_an_exporting_provider(monkeypatch: pytest.MonkeyPa
         assert provider.resource.attributes["service.name"] == "ptsp-gate-permit-checker"
     finally:
         tracing.shutdown(provider)
+
+
+def test_the_standard_variables_name_the_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "gate-7314")
+    monkeypatch.setattr(trace, "set_tracer_provider", lambda _: None)
+    provider = tracing.configure("permit-checker")
+    try:
+        assert provider.resource.attributes["service.name"] == "gate-7314"
+    finally:
+        tracing.shutdown(provider)
+
+
+def test_a_garbled_trace_attribute_never_refuses_the_event() -> None:
+    base = [("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"t")]
+    event = decode([*base, ("ce_traceparent", b"\xff\xfe"), ("ce_tracestate", b"\xc3")], b"{}")
+    assert event.id == "1"
+    assert event.traceparent is None
+    assert event.tracestate is None
+
+
+def test_two_different_extension_values_are_ignored_in_binary_mode() -> None:
+    headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", b"1"),
+        ("ce_source", b"s"),
+        ("ce_type", b"t"),
+        ("ce_traceparent", PARENT.encode()),
+        ("ce_traceparent", OTHER.encode()),
+    ]
+    event = decode(headers, b"{}")
+    record = SimpleNamespace(topic="t", partition=0, offset=1, headers=headers)
+    assert tracing.outgoing(tracing.consume_span(record, event)) == []
 
 
 def test_log_lines_name_the_current_trace() -> None:

@@ -122,7 +122,9 @@ def decode(
             try:
                 attrs[key[3:]] = raw.decode("utf-8") if raw is not None else ""
             except UnicodeDecodeError:
-                bad_attribute = bad_attribute or name
+                # Trace context is advisory: a garbled one is dropped, never a reason to refuse.
+                if key not in (CE_TRACEPARENT, CE_TRACESTATE):
+                    bad_attribute = bad_attribute or name
         elif key == "content-type" and raw is not None:
             content_type = raw.decode("utf-8", "replace").split(";")[0].strip().lower()
     if value is None:

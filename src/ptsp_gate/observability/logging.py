@@ -161,6 +161,9 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     root.setLevel(level)
     # aiokafka logs every reconnect attempt at ERROR during an outage; one line a minute is enough.
     logging.getLogger("aiokafka").setLevel(max(logging.getLevelName(level), logging.WARNING))
+    # OpenTelemetry warns, quoting it, about every malformed tracestate it parses: a sender's
+    # hostile header would cost a line per record. Such a header is ignored (tracing.py).
+    logging.getLogger("opentelemetry.trace.span").setLevel(logging.ERROR)
 
 
 class _Stream:

@@ -9,8 +9,9 @@ context on, in both forms.
 Without an OTLP endpoint the OpenTelemetry API stays a no-op (`configure` installs nothing):
 no span is recorded or exported, yet a context that arrives with an event still leaves with the
 decisions it causes, since a span that is not recorded keeps its parent's context. With one,
-each record gets its spans in the sender's trace: consume, decide, commit; the relay adds
-publish.
+each record gets its spans in the sender's trace (or a trace of its own): consume, decide,
+commit; the relay adds publish. A decision carries its record's consume span: the relay does not
+rewrite what it publishes, so a republished row is byte-identical to the first copy.
 
 Trace context is advisory: a malformed, oversized, duplicated or non-UTF-8 one is ignored, never
 a reason to refuse the event.
@@ -56,6 +57,16 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 _tracer = trace.get_tracer("ptsp_gate")
 
 
+class _Sdk:
+    # Whether `configure` installed an exporting SDK. Without one, a record's spans are built
+    # directly as non-recording spans: the API's no-op path costs more per record than the
+    # decision's own bookkeeping, for nothing.
+    recording = False
+
+
+_sdk = _Sdk()
+
+
 def export_configured(environ: Mapping[str, str] | None = None) -> bool:
     """Whether spans are to be exported: an OTLP endpoint is set and the SDK is not disabled."""
     env = os.environ if environ is None else environ
@@ -93,11 +104,16 @@ def configure(service: str) -> Any:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, when set, override the default name.
-    resource = Resource.create({SERVICE_NAME: f"ptsp-gate-{service}"})
+    # OTEL_SERVICE_NAME (or service.name in OTEL_RESOURCE_ATTRIBUTES) names the service when
+    # set; the SDK's own fallback, "unknown_service", is replaced by this service's name.
+    named = str(Resource.create().attributes.get(SERVICE_NAME, ""))
+    if not named or named.startswith("unknown_service"):
+        named = f"ptsp-gate-{service}"
+    resource = Resource.create({SERVICE_NAME: named})
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
+    _sdk.recording = True
     return provider
 
 
@@ -105,6 +121,7 @@ def shutdown(provider: Any) -> None:
     """Export what is buffered, then stop (at a service's end)."""
     if provider is not None:
         provider.shutdown()
+        _sdk.recording = False
 
 
 def _text(raw: bytes | None) -> str | None:
@@ -169,18 +186,17 @@ def current_headers() -> OutHeaders:
     return outgoing(trace.get_current_span())
 
 
-def replace_trace(headers: Sequence[tuple[str, bytes]], trace_out: OutHeaders) -> OutHeaders:
-    """`headers` with their trace context replaced by `trace_out`, in place of the old."""
-    kept = [(k, v) for k, v in headers if k.lower() not in TRACE_HEADERS]
-    return [*kept, *trace_out]
-
-
 def log_fields(span: Span) -> dict[str, str]:
     """`trace_id` and `span_id` for a log line about the work `span` covers."""
     ctx = span.get_span_context()
     if not ctx.is_valid:
         return {}
     return {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")}
+
+
+def log_fields_of(headers: Headers) -> dict[str, str]:
+    """`trace_id` and `span_id` for a log line about what these headers carry on."""
+    return log_fields(trace.get_current_span(incoming(headers)))
 
 
 def add_trace_ids(_logger: Any, _name: str, event: Any) -> Any:
@@ -202,16 +218,19 @@ def _messaging(topic: str, operation: str) -> dict[str, str]:
 
 
 def consume_span(record: Any, event: CloudEvent | None = None) -> Span:
-    """A record's consume span: in the trace its headers (or its CloudEvent's extension) name,
-    else under the batch's span (FastStream's), which it links to either way."""
+    """A record's consume span: in the trace its headers name (or, in structured mode, its
+    CloudEvent's attributes), else the first of a trace of its own; linked to the batch's span
+    (FastStream's) either way. Never under the batch's span: records of one batch come from
+    unrelated senders, whose traces must not merge."""
+    structured = event is not None and event.structured
     parent = incoming(
         record.headers,
-        event.traceparent if event is not None else None,
-        event.tracestate if event is not None else None,
+        event.traceparent if structured and event is not None else None,
+        event.tracestate if structured and event is not None else None,
     )
-    batch = trace.get_current_span()
-    links = [Link(batch.get_span_context())] if batch.get_span_context().is_valid else None
-    has_parent = trace.get_current_span(parent).get_span_context().is_valid
+    if not _sdk.recording:
+        return trace.get_current_span(parent)
+    batch = trace.get_current_span().get_span_context()
     attributes: dict[str, Any] = {
         **_messaging(record.topic, "process"),
         "messaging.destination.partition.id": str(record.partition),
@@ -219,9 +238,9 @@ def consume_span(record: Any, event: CloudEvent | None = None) -> Span:
     }
     return _tracer.start_span(
         f"{record.topic} process",
-        context=parent if has_parent else None,
+        context=parent,
         kind=SpanKind.CONSUMER,
-        links=links,
+        links=[Link(batch)] if batch.is_valid else None,
         attributes=attributes,
     )
 
@@ -229,6 +248,9 @@ def consume_span(record: Any, event: CloudEvent | None = None) -> Span:
 @contextmanager
 def child(parent: Span, name: str) -> Iterator[Span]:
     """An internal span under `parent`, current while the block runs."""
+    if not parent.is_recording():
+        yield parent
+        return
     ctx = trace.set_span_in_context(parent)
     with _tracer.start_as_current_span(name, context=ctx) as span:
         yield span
@@ -258,6 +280,8 @@ def failed(spans: Iterable[Span], error: BaseException) -> None:
 
 def publish_span(topic: str, headers: Sequence[tuple[str, bytes]]) -> Span:
     """The relay's span for one record, under the context the outbox row carries."""
+    if not _sdk.recording:
+        return trace.INVALID_SPAN
     return _tracer.start_span(
         f"{topic} publish",
         context=incoming(headers),

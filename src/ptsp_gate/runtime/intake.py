@@ -76,6 +76,8 @@ class Invalid:
     event_id: str | None
     data: Any  # parsed JSON data when it could be read, for best-effort ids
     event_type: str | None = None
+    # The envelope, when it could be read (its trace context goes on to the REJECTED decision).
+    event: CloudEvent | None = None
 
     @property
     def event_key(self) -> str:
@@ -120,6 +122,7 @@ def id_conflict(item: Valid[Any] | Invalid) -> Invalid:
         None,
         data,
         ce_type,
+        item.event,
     )
 
 
@@ -176,6 +179,7 @@ def _read(
             event.id,
             event_data(event, value),
             event.type,
+            event,
         )
     if value is not None and b"\\u0000" in value:
         # PostgreSQL text cannot hold NUL; refusing here keeps such a record from wedging a batch.
@@ -187,6 +191,7 @@ def _read(
             event.id,
             event_data(event, value),
             event.type,
+            event,
         )
     if not event.structured:
         # Structured data was bounded with its envelope; binary data goes to pydantic unparsed.
@@ -194,7 +199,14 @@ def _read(
             json_limits.check(value or b"")
         except json_limits.JsonLimitError as exc:
             return Invalid(
-                record, "SCHEMA_VIOLATION", f"value refused: {exc}", [], event.id, None, event.type
+                record,
+                "SCHEMA_VIOLATION",
+                f"value refused: {exc}",
+                [],
+                event.id,
+                None,
+                event.type,
+                event,
             )
     try:
         # Strict types as JSON gives them; binary mode validates the value bytes directly.
@@ -209,7 +221,7 @@ def _read(
             else "SCHEMA_VIOLATION"
         )
         return Invalid(
-            record, code, summary, problems, event.id, event_data(event, value), event.type
+            record, code, summary, problems, event.id, event_data(event, value), event.type, event
         )
     return Valid(record, event, payload)
 
@@ -225,8 +237,8 @@ def event_data(event: CloudEvent, value: bytes | None) -> Any:
 
 
 def cloud_event(item: Valid[Any] | Invalid) -> CloudEvent | None:
-    """The CloudEvent of a record that could be read as one."""
-    return item.event if isinstance(item, Valid) else None
+    """The CloudEvent of a record whose envelope could be read."""
+    return item.event
 
 
 def dlq_headers(invalid: Invalid, now: datetime | None = None) -> Headers:

@@ -45,7 +45,7 @@ class EnrolmentSync:
         m = self._ctx.metrics
         m.enrolment_updates.labels("applied").inc(len(applied))
         m.enrolment_updates.labels("stale").inc(len(valid) - len(applied))
-        self._note_dead(dead)
+        self._note_dead(dead, spans)
         redecide.observe(m, changes, trigger="enrolment-update")
 
     async def dead_letter(self, record: RawRecord, reason: str) -> None:
@@ -54,12 +54,13 @@ class EnrolmentSync:
         _, dead, _ = await self._commit(
             [], [Invalid(record, "PROCESSING_FAILED", reason, [], None, None)], {}
         )
-        self._note_dead(dead)
+        self._note_dead(dead, {})
 
-    def _note_dead(self, dead: Sequence[Invalid]) -> None:
+    def _note_dead(self, dead: Sequence[Invalid], spans: dict[int, tracing.Span]) -> None:
         self._ctx.metrics.enrolment_updates.labels("invalid").inc(len(dead))
         for bad in dead:
-            self._ctx.note_dead_letter(bad)
+            span = spans.get(id(bad))
+            self._ctx.note_dead_letter(bad, **(tracing.log_fields(span) if span else {}))
 
     async def _commit(
         self,

@@ -86,7 +86,8 @@ def ce_headers(ce_type: str, *, inbound: bool) -> JsonObject:
     }
     headers["properties"].update(trace_headers(inbound=inbound))
     if not inbound:
-        headers["required"] += ["ce_subject", "ce_dataschema"]
+        # Not required: decisions published before it was added lack it.
+        headers["required"].append("ce_subject")
         headers["properties"]["ce_subject"] = {
             "type": "string",
             "minLength": 1,
@@ -97,7 +98,8 @@ def ce_headers(ce_type: str, *, inbound: bool) -> JsonObject:
             "const": DECISION_DATASCHEMA,
             "description": (
                 "The payload's JSON Schema: the `$id` of "
-                "schemas/compliance-decision.v1.schema.json."
+                "schemas/compliance-decision.v1.schema.json. On every decision since this header "
+                "was added to v1."
             ),
         }
     return headers

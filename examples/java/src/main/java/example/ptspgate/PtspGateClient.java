@@ -23,6 +23,8 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
 import java.security.SecureRandom;
 import java.time.Duration;
 import java.time.OffsetDateTime;
@@ -34,7 +36,6 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Properties;
 import java.util.Set;
-import java.util.UUID;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
@@ -90,7 +91,7 @@ public final class PtspGateClient {
           "/employer/workers_declared");
 
   static final Pattern TRACEPARENT =
-      Pattern.compile("^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$");
+      Pattern.compile("^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$");
 
   /** An error to report on one stderr line ("error: ...") with its exit status. */
   static final class Failure extends Exception {
@@ -131,7 +132,10 @@ public final class PtspGateClient {
     byte[] data = readFile(options.application());
     PermitApplicationV1Schema application = parseApplication(data, options.application());
 
-    String eventId = options.eventId() != null ? options.eventId() : UUID.randomUUID().toString();
+    // By default the ce_id is the digest of the bytes sent: running the client again on the same
+    // file (after a timeout, say) is the same event, which the gate absorbs instead of deciding
+    // it twice; a corrected file is a new event.
+    String eventId = options.eventId() != null ? options.eventId() : "sha256:" + sha256(data);
     String traceparent =
         options.traceparent() != null ? options.traceparent() : newTraceparent();
     long deadline = System.nanoTime() + options.timeout().toNanos();
@@ -323,6 +327,14 @@ public final class PtspGateClient {
         .withData("application/json", data)
         .withExtension(tracing)
         .build();
+  }
+
+  static String sha256(byte[] data) {
+    try {
+      return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(data));
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException("every Java platform has SHA-256", e);
+    }
   }
 
   /** A new W3C trace: version 00, random trace id and parent id, sampled. */
