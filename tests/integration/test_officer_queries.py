@@ -208,10 +208,13 @@ async def test_an_interrupted_command_cancels_its_query_on_the_server(db, db_dsn
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(200):
-            if await _waiting_queries(db):
+        # Up to 30 s: on a loaded machine (three Kafka nodes beside the suite) the command's
+        # start alone has taken more than 10.
+        for _ in range(600):
+            if await _waiting_queries(db) or process.poll() is not None:
                 break
             await asyncio.sleep(0.05)
+        assert process.poll() is None, process.communicate()
         assert await _waiting_queries(db) == 1
         process.send_signal(signal.SIGINT)
         _, err = await asyncio.to_thread(process.communicate, timeout=60)
