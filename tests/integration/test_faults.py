@@ -64,13 +64,18 @@ async def test_database_connections_killed_mid_stream_lose_nothing(
             return await db.fetchval("SELECT count(*) FROM compliance_decision") > 0
 
         await eventually(some_decided)
-        for _ in range(3):
+
+        async def kill_connections() -> bool:
+            # Right after a kill the service may hold no connection yet: wait for one.
             killed = await db.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
                 " WHERE datname = $1 AND pid <> pg_backend_pid()",
                 database,
             )
-            assert killed > 0
+            return bool(killed)
+
+        for _ in range(3):
+            await eventually(kill_connections, timeout=10, interval=0.05)
             await asyncio.sleep(0.3)
         records = await read_topic(
             bootstrap, settings.topic_decisions, n, timeout=90, settle=2, distinct=application_id
