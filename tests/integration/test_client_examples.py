@@ -99,8 +99,7 @@ async def gate(settings, producer, collector):
         assert await harness.wait_for_enrolments(settings.dsn(), nibs, 1, timeout_s=30)
         yield running
     finally:
-        for process in running:
-            process.stop(30)
+        harness.stop_all(running, 30)
 
 
 def _client_env(settings) -> dict[str, str]:
